@@ -1,0 +1,616 @@
+import { randomBytes } from 'node:crypto';
+import type { ServerDuplexStream } from '@grpc/grpc-js';
+import type { Logger } from '@weft/common';
+import type { Payload, PathMeta, TaskFailure, WorkerCommand, WorkerEvent } from '@weft/proto';
+import type { AlgorithmDef, Executor, WorkerHandle } from '../executor/port.js';
+import type { Metrics } from '../server/metrics.js';
+import { PriorityQueue } from './queue.js';
+
+/** HKube's retry policies: which failures run a task again. */
+export type RetryPolicy = 'Never' | 'Always' | 'OnError' | 'OnCrash';
+
+/**
+ * One unit of work. A pipeline node's batch item becomes one today; a
+ * scheduled workflow's execution and a submitted closure become the same
+ * thing, so all three share the queues, the warm workers and the stream.
+ */
+export interface WorkUnit {
+  taskId: string;
+  jobId: string;
+  algorithmName: string;
+  nodeName: string;
+  pipelineName: string;
+  /** -1 when not a batch item. */
+  batchIndex: number;
+  /** msgpack array of inputs; may hold BlobRef extension values. */
+  input: Buffer;
+  inputKeys: string[];
+  outputKey: string;
+  savePaths: string[];
+  /** 1-5, 5 first. */
+  priority: number;
+  kind: 'pipeline';
+  retry: { policy: RetryPolicy; limit: number };
+}
+
+export type Outcome =
+  | { status: 'succeeded'; result: Payload; meta: Record<string, PathMeta>; attempts: number; started: Date | undefined }
+  | { status: 'failed'; failure: TaskFailure; attempts: number; started: Date | undefined }
+  | { status: 'stopped'; attempts: number };
+
+/** Callbacks about one submitted unit. onDone is called exactly once. */
+export interface UnitListener {
+  onStarted?(): void;
+  onProgress?(percent: number, message: string): void;
+  onRetry?(failure: TaskFailure, nextAttempt: number): void;
+  onDone(outcome: Outcome): void;
+}
+
+export interface DispatcherConfig {
+  /** Results larger than this (msgpack bytes) go to blob storage. */
+  inlineThreshold: number;
+  heartbeatIntervalMs: number;
+  /** A worker silent for this long is dead. */
+  heartbeatTimeoutMs: number;
+  /** An idle worker above minHotWorkers exits after this long. */
+  idleTimeoutMs: number;
+  /** After stop, a task that has not stopped within this is killed. */
+  stopGraceMs: number;
+  /** A started worker that has not said ready within this is killed. */
+  startTimeoutMs: number;
+}
+
+export const DEFAULT_DISPATCHER_CONFIG: DispatcherConfig = {
+  inlineThreshold: 64 * 1024,
+  heartbeatIntervalMs: 1000,
+  heartbeatTimeoutMs: 5000,
+  idleTimeoutMs: 60_000,
+  stopGraceMs: 5000,
+  startTimeoutMs: 60_000,
+};
+
+type WorkerCall = ServerDuplexStream<WorkerEvent, WorkerCommand>;
+
+interface Pending {
+  unit: WorkUnit;
+  listener: UnitListener;
+  /** 1 for the first run. */
+  attempt: number;
+  priority: number;
+  seq: number;
+  enqueuedAt: number;
+  dispatchedAt: number;
+  started: Date | undefined;
+  stopping: boolean;
+}
+
+type WorkerState = 'starting' | 'ready' | 'busy' | 'exiting' | 'dead';
+
+interface Worker {
+  id: string;
+  alg: string;
+  state: WorkerState;
+  call: WorkerCall | undefined;
+  handle: WorkerHandle | undefined;
+  external: boolean;
+  current: Pending | undefined;
+  lastSeen: number;
+  createdAt: number;
+  idleTimer: NodeJS.Timeout | undefined;
+  stopTimer: NodeJS.Timeout | undefined;
+  exitTimer: NodeJS.Timeout | undefined;
+}
+
+interface Pool {
+  queue: PriorityQueue<Pending>;
+  workers: Set<Worker>;
+  /** Workers that died before taking any task, in a row: a broken algorithm. */
+  failedStarts: number;
+  lastStartError: string;
+}
+
+const MAX_FAILED_STARTS = 3;
+
+/**
+ * Routes units of work to warm workers. Owns the per-algorithm queues, the
+ * worker pools and every worker's stream; knows nothing about pipelines.
+ */
+export class Dispatcher {
+  private readonly pools = new Map<string, Pool>();
+  private readonly workers = new Map<string, Worker>();
+  private seq = 0;
+  private readonly monitor: NodeJS.Timeout;
+  private closing = false;
+
+  constructor(
+    private readonly deps: {
+      executor: Executor;
+      /** The algorithm's current definition, or undefined when it is not registered. */
+      algorithm: (name: string) => AlgorithmDef | undefined;
+      storageUrl: string;
+      /** host:port that spawned sidecars dial. */
+      serverAddress: () => string;
+      config: DispatcherConfig;
+      metrics: Metrics;
+      log: Logger;
+    },
+  ) {
+    this.monitor = setInterval(() => this.checkLiveness(), Math.min(1000, deps.config.heartbeatTimeoutMs / 2));
+    this.monitor.unref();
+  }
+
+  /** Queues a unit; its listener hears how it goes. */
+  submit(unit: WorkUnit, listener: UnitListener): void {
+    const p: Pending = {
+      unit,
+      listener,
+      attempt: 1,
+      priority: unit.priority,
+      seq: this.seq++,
+      enqueuedAt: performance.now(),
+      dispatchedAt: 0,
+      started: undefined,
+      stopping: false,
+    };
+    this.pool(unit.algorithmName).queue.push(p);
+    this.pump(unit.algorithmName);
+  }
+
+  /**
+   * Stops a job's work: queued units end as stopped at once; running ones get
+   * stop and are killed if they have not stopped within the grace period.
+   */
+  stopJob(jobId: string, reason: string): void {
+    for (const [, pool] of this.pools) {
+      for (const p of pool.queue.removeWhere((q) => q.unit.jobId === jobId)) {
+        p.listener.onDone({ status: 'stopped', attempts: p.attempt - 1 });
+      }
+    }
+    for (const w of this.workers.values()) {
+      const p = w.current;
+      if (!p || p.unit.jobId !== jobId || p.stopping) continue;
+      p.stopping = true;
+      this.send(w, { command: { $case: 'stop', value: { taskId: p.unit.taskId, forceStop: false, reason } } });
+      w.stopTimer = setTimeout(() => this.workerGone(w, 'did not stop within the grace period'), this.deps.config.stopGraceMs);
+    }
+  }
+
+  /** Starts workers until the algorithm has its minHotWorkers. */
+  ensureHot(algorithmName: string): void {
+    this.scale(algorithmName);
+  }
+
+  /** Serves one sidecar's stream (the Workers.Connect RPC). */
+  attach(call: WorkerCall): void {
+    let worker: Worker | undefined;
+    call.on('data', (ev: WorkerEvent) => {
+      try {
+        if (!worker) {
+          worker = this.greet(call, ev);
+          return;
+        }
+        this.onEvent(worker, ev);
+      } catch (err) {
+        this.deps.log.error('bad worker event', { err, worker: worker?.id });
+      }
+    });
+    const gone = (why: string) => () => {
+      if (worker) this.workerGone(worker, why);
+    };
+    call.on('end', gone('stream ended'));
+    call.on('error', gone('stream failed'));
+    call.on('cancelled', gone('stream cancelled'));
+    call.on('close', gone('stream closed'));
+  }
+
+  /** Worker counts by algorithm and state, for status and metrics. */
+  stats(): Map<string, Record<WorkerState | 'queued', number>> {
+    const out = new Map<string, Record<WorkerState | 'queued', number>>();
+    for (const [alg, pool] of this.pools) {
+      const c = { starting: 0, ready: 0, busy: 0, exiting: 0, dead: 0, queued: pool.queue.size };
+      for (const w of pool.workers) c[w.state]++;
+      out.set(alg, c);
+    }
+    return out;
+  }
+
+  /** Asks every worker to exit, then kills what is left. */
+  async shutdown(graceMs = 3000): Promise<void> {
+    this.closing = true;
+    clearInterval(this.monitor);
+    for (const w of this.workers.values()) this.exitWorker(w, 'control plane shutting down');
+    const deadline = Date.now() + graceMs;
+    while ([...this.workers.values()].some((w) => w.state !== 'dead') && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    for (const w of this.workers.values()) this.workerGone(w, 'control plane shut down');
+  }
+
+  private pool(alg: string): Pool {
+    let p = this.pools.get(alg);
+    if (!p) {
+      p = { queue: new PriorityQueue(), workers: new Set(), failedStarts: 0, lastStartError: '' };
+      this.pools.set(alg, p);
+    }
+    return p;
+  }
+
+  /** Gives queued work to idle workers, then adjusts the pool size. */
+  private pump(alg: string): void {
+    if (this.closing) return;
+    const pool = this.pool(alg);
+    for (const w of pool.workers) {
+      if (pool.queue.size === 0) break;
+      if (w.state === 'ready') this.assign(w, pool.queue.pop()!);
+    }
+    this.scale(alg);
+    this.deps.metrics.tasksQueued.set({ algorithm: alg }, pool.queue.size);
+  }
+
+  private scale(alg: string): void {
+    if (this.closing) return;
+    const pool = this.pool(alg);
+    const def = this.deps.algorithm(alg);
+    if (!def) {
+      this.failQueued(pool, { type: 'AlgorithmNotFound', message: `algorithm "${alg}" is not registered` });
+      return;
+    }
+    if (!this.deps.executor.fits(def)) {
+      const cap = this.deps.executor.capacity();
+      this.failQueued(pool, {
+        type: 'Unschedulable',
+        message: `algorithm "${alg}" requests cpu ${def.cpu} and memory ${def.memBytes} bytes; the machine has cpu ${cap.cpu} and memory ${cap.memBytes} bytes`,
+      });
+      return;
+    }
+    if (pool.failedStarts >= MAX_FAILED_STARTS) {
+      this.failQueued(pool, {
+        type: 'WorkerStartFailed',
+        message: `algorithm "${alg}": ${pool.failedStarts} workers in a row died before taking a task; last: ${pool.lastStartError}`,
+      });
+      pool.failedStarts = 0;
+      return;
+    }
+    const max = def.maxWorkers > 0 ? def.maxWorkers : this.deps.executor.defaultMaxWorkers;
+    let live = 0;
+    let starting = 0;
+    let busy = 0;
+    for (const w of pool.workers) {
+      if (w.state === 'starting') starting++;
+      if (w.state === 'busy') busy++;
+      if (w.state !== 'dead' && w.state !== 'exiting') live++;
+    }
+    // Starting workers will each take one queued unit when they are ready.
+    const wanted = Math.max(def.minHotWorkers, busy + pool.queue.size, live - starting + Math.min(starting, pool.queue.size));
+    let toStart = Math.min(max, wanted) - live;
+    while (toStart > 0) {
+      if (!this.deps.executor.canStart(def)) {
+        if (live === 0) this.evictIdleElsewhere(alg);
+        break;
+      }
+      this.startWorker(def);
+      toStart--;
+      live++;
+    }
+  }
+
+  private failQueued(pool: Pool, failure: Omit<TaskFailure, 'stack' | 'crash'>): void {
+    for (let p = pool.queue.pop(); p; p = pool.queue.pop()) {
+      p.listener.onDone({
+        status: 'failed',
+        failure: { ...failure, stack: '', crash: false },
+        attempts: p.attempt - 1,
+        started: undefined,
+      });
+    }
+  }
+
+  /** Frees resources held by idle workers of other algorithms so this one can start. */
+  private evictIdleElsewhere(alg: string): void {
+    for (const w of this.workers.values()) {
+      if (w.alg !== alg && w.state === 'ready' && !w.external) {
+        this.exitWorker(w, `making room for algorithm "${alg}"`);
+        return;
+      }
+    }
+  }
+
+  private startWorker(def: AlgorithmDef): void {
+    const id = `${def.name}-${randomBytes(4).toString('hex')}`;
+    const w: Worker = {
+      id,
+      alg: def.name,
+      state: 'starting',
+      call: undefined,
+      handle: undefined,
+      external: false,
+      current: undefined,
+      lastSeen: Date.now(),
+      createdAt: Date.now(),
+      idleTimer: undefined,
+      stopTimer: undefined,
+      exitTimer: undefined,
+    };
+    this.workers.set(id, w);
+    this.pool(def.name).workers.add(w);
+    this.deps.metrics.workerStarts.inc({ algorithm: def.name });
+    try {
+      w.handle = this.deps.executor.start({ workerId: id, algorithm: def, serverAddress: this.deps.serverAddress() });
+    } catch (err) {
+      this.workerGone(w, `executor could not start it: ${err instanceof Error ? err.message : String(err)}`);
+      return;
+    }
+    w.handle.onExit((code, signal) => this.workerGone(w, `process exited (code ${code}, signal ${signal})`));
+    this.deps.log.info('worker starting', { worker: id, algorithm: def.name, pid: w.handle.pid });
+    this.publishWorkers(def.name);
+  }
+
+  private greet(call: WorkerCall, ev: WorkerEvent): Worker {
+    if (ev.event?.$case !== 'hello') throw new Error('the first event on a worker stream must be hello');
+    const hello = ev.event.value;
+    let w = hello.workerId ? this.workers.get(hello.workerId) : undefined;
+    if (!w) {
+      // A sidecar nobody started: e.g. one algorithm debugged from an IDE. It
+      // joins its algorithm's pool like any other worker.
+      const id = hello.workerId || `${hello.algorithmName}-ext-${randomBytes(4).toString('hex')}`;
+      w = {
+        id,
+        alg: hello.algorithmName,
+        state: 'starting',
+        call: undefined,
+        handle: undefined,
+        external: true,
+        current: undefined,
+        lastSeen: Date.now(),
+        createdAt: Date.now(),
+        idleTimer: undefined,
+        stopTimer: undefined,
+        exitTimer: undefined,
+      };
+      this.workers.set(id, w);
+      this.pool(w.alg).workers.add(w);
+      this.deps.log.info('external worker connected', { worker: id, algorithm: w.alg, host: hello.hostname });
+    }
+    w.call = call;
+    w.lastSeen = Date.now();
+    this.send(w, {
+      command: {
+        $case: 'welcome',
+        value: {
+          workerId: w.id,
+          storage: this.deps.storageUrl,
+          inlineThreshold: this.deps.config.inlineThreshold,
+          heartbeatIntervalMs: this.deps.config.heartbeatIntervalMs,
+        },
+      },
+    });
+    return w;
+  }
+
+  private onEvent(w: Worker, ev: WorkerEvent): void {
+    w.lastSeen = Date.now();
+    const e = ev.event;
+    if (!e || w.state === 'dead') return;
+    const p = w.current;
+    switch (e.$case) {
+      case 'ready':
+        if (w.state === 'starting') {
+          w.state = 'ready';
+          this.publishWorkers(w.alg);
+          this.becameIdle(w);
+        }
+        return;
+      case 'heartbeat':
+      case 'initialized':
+        return;
+      case 'started':
+        if (p && p.unit.taskId === e.value.taskId) {
+          p.started = new Date();
+          this.deps.metrics.dispatchLatency.observe({ algorithm: w.alg }, (performance.now() - p.enqueuedAt) / 1000);
+          p.listener.onStarted?.();
+        }
+        return;
+      case 'progress':
+        if (p && p.unit.taskId === e.value.taskId) p.listener.onProgress?.(e.value.percent, e.value.message);
+        return;
+      case 'done':
+        if (p && p.unit.taskId === e.value.taskId) {
+          this.finish(w, p);
+          const result = e.value.result ?? { kind: { $case: 'inline', value: Buffer.from([0xc0]) } };
+          this.deps.metrics.tasksTotal.inc({ algorithm: w.alg, outcome: p.stopping ? 'stopped' : 'succeeded' });
+          p.listener.onDone(
+            p.stopping
+              ? { status: 'stopped', attempts: p.attempt }
+              : { status: 'succeeded', result, meta: e.value.metadata, attempts: p.attempt, started: p.started },
+          );
+          this.becameIdle(w);
+        }
+        return;
+      case 'stopped':
+        if (p && p.unit.taskId === e.value.taskId) {
+          this.finish(w, p);
+          this.deps.metrics.tasksTotal.inc({ algorithm: w.alg, outcome: 'stopped' });
+          p.listener.onDone({ status: 'stopped', attempts: p.attempt });
+          this.becameIdle(w);
+        }
+        return;
+      case 'error': {
+        const failure = e.value.failure ?? { type: 'Error', message: 'unknown error', stack: '', crash: false };
+        if (!e.value.taskId || !p || p.unit.taskId !== e.value.taskId) {
+          // Not about a task: the algorithm could not load or its process died
+          // while idle. The worker is unusable.
+          this.deps.log.warn('worker failed', { worker: w.id, algorithm: w.alg, error: failure.message });
+          this.workerGone(w, `${failure.type}: ${failure.message}`);
+          return;
+        }
+        this.finish(w, p);
+        if (failure.crash) {
+          // The sidecar exits after reporting a crash; the worker is gone.
+          this.workerGone(w, `algorithm process crashed: ${failure.message}`);
+          this.retryOrFail(p, failure);
+          return;
+        }
+        this.retryOrFail(p, failure);
+        this.becameIdle(w);
+        return;
+      }
+      case 'hello':
+        return;
+    }
+  }
+
+  /** Detaches the finished unit from its worker. */
+  private finish(w: Worker, p: Pending): void {
+    w.current = undefined;
+    if (w.stopTimer) clearTimeout(w.stopTimer);
+    w.stopTimer = undefined;
+    this.deps.metrics.taskDuration.observe({ algorithm: w.alg }, (performance.now() - p.dispatchedAt) / 1000);
+    if (w.state === 'busy') w.state = 'ready';
+    this.pool(w.alg).failedStarts = 0;
+  }
+
+  private retryOrFail(p: Pending, failure: TaskFailure): void {
+    const { policy, limit } = p.unit.retry;
+    const retryable = failure.crash ? policy === 'OnCrash' || policy === 'Always' : policy === 'OnError' || policy === 'Always';
+    this.deps.metrics.tasksTotal.inc({ algorithm: p.unit.algorithmName, outcome: failure.crash ? 'crashed' : 'failed' });
+    if (p.stopping) {
+      p.listener.onDone({ status: 'stopped', attempts: p.attempt });
+    } else if (retryable && p.attempt <= limit && !this.closing) {
+      p.attempt++;
+      p.started = undefined;
+      p.listener.onRetry?.(failure, p.attempt);
+      this.pool(p.unit.algorithmName).queue.push(p);
+      this.pump(p.unit.algorithmName);
+    } else {
+      p.listener.onDone({ status: 'failed', failure, attempts: p.attempt, started: p.started });
+    }
+  }
+
+  private assign(w: Worker, p: Pending): void {
+    if (w.idleTimer) clearTimeout(w.idleTimer);
+    w.idleTimer = undefined;
+    w.state = 'busy';
+    w.current = p;
+    p.dispatchedAt = performance.now();
+    const u = p.unit;
+    // initialize and start go out together: the sidecar runs start only after
+    // the algorithm's init succeeded, so no round trip is spent waiting here.
+    this.send(w, {
+      command: {
+        $case: 'initialize',
+        value: {
+          task: {
+            taskId: u.taskId,
+            jobId: u.jobId,
+            nodeName: u.nodeName,
+            algorithmName: u.algorithmName,
+            pipelineName: u.pipelineName,
+            batchIndex: u.batchIndex,
+            input: u.input,
+            inputKeys: u.inputKeys,
+            outputKey: u.outputKey,
+            savePaths: u.savePaths,
+            attempt: p.attempt,
+            priority: u.priority,
+            kind: u.kind,
+          },
+        },
+      },
+    });
+    this.send(w, { command: { $case: 'start', value: { taskId: u.taskId } } });
+  }
+
+  private becameIdle(w: Worker): void {
+    if (w.state !== 'ready') return;
+    const pool = this.pool(w.alg);
+    const next = pool.queue.pop();
+    if (next) {
+      this.assign(w, next);
+      this.deps.metrics.tasksQueued.set({ algorithm: w.alg }, pool.queue.size);
+      return;
+    }
+    if (w.external || w.idleTimer) return;
+    w.idleTimer = setTimeout(() => {
+      w.idleTimer = undefined;
+      if (w.state !== 'ready') return;
+      const def = this.deps.algorithm(w.alg);
+      let live = 0;
+      for (const o of pool.workers) if (o.state !== 'dead' && o.state !== 'exiting') live++;
+      if (def && live <= def.minHotWorkers) return;
+      this.exitWorker(w, 'idle');
+    }, this.deps.config.idleTimeoutMs);
+    w.idleTimer.unref();
+  }
+
+  private exitWorker(w: Worker, reason: string): void {
+    if (w.state === 'dead' || w.state === 'exiting') return;
+    if (w.current) return;
+    w.state = 'exiting';
+    if (w.idleTimer) clearTimeout(w.idleTimer);
+    this.send(w, { command: { $case: 'exit', value: { exitCode: 0, reason } } });
+    w.exitTimer = setTimeout(() => this.workerGone(w, 'did not exit in time'), 5000);
+    w.exitTimer.unref();
+    this.publishWorkers(w.alg);
+  }
+
+  private checkLiveness(): void {
+    const now = Date.now();
+    for (const w of this.workers.values()) {
+      if (w.state === 'dead') continue;
+      if (!w.call) {
+        if (now - w.createdAt > this.deps.config.startTimeoutMs) this.workerGone(w, 'never connected');
+      } else if (now - w.lastSeen > this.deps.config.heartbeatTimeoutMs) {
+        this.workerGone(w, `no heartbeat for ${now - w.lastSeen} ms`);
+      }
+    }
+  }
+
+  /** Ends a worker for good, whatever the cause; its unit (if any) crashed. */
+  private workerGone(w: Worker, reason: string): void {
+    if (w.state === 'dead') return;
+    const wasStarting = w.state === 'starting';
+    w.state = 'dead';
+    for (const t of [w.idleTimer, w.stopTimer, w.exitTimer]) if (t) clearTimeout(t);
+    this.workers.delete(w.id);
+    const pool = this.pool(w.alg);
+    pool.workers.delete(w);
+    try {
+      w.call?.end();
+    } catch {
+      // The stream may already be closed; nothing to release.
+    }
+    w.handle?.kill('SIGKILL');
+    this.deps.log.info('worker gone', { worker: w.id, algorithm: w.alg, reason });
+    if (wasStarting && !this.closing) {
+      pool.failedStarts++;
+      pool.lastStartError = reason;
+    }
+    const p = w.current;
+    w.current = undefined;
+    if (p) {
+      this.retryOrFail(p, {
+        type: 'Crash',
+        message: `worker ${w.id} running ${p.unit.nodeName}${p.unit.batchIndex >= 0 ? `#${p.unit.batchIndex}` : ''} (task ${p.unit.taskId}) was lost: ${reason}`,
+        stack: '',
+        crash: true,
+      });
+    }
+    this.publishWorkers(w.alg);
+    if (!this.closing) this.pump(w.alg);
+  }
+
+  private send(w: Worker, cmd: WorkerCommand): void {
+    if (!w.call || w.state === 'dead') return;
+    try {
+      w.call.write(cmd);
+    } catch (err) {
+      this.deps.log.warn('write to worker failed', { worker: w.id, err });
+    }
+  }
+
+  private publishWorkers(alg: string): void {
+    const c = { starting: 0, ready: 0, busy: 0, exiting: 0 };
+    for (const w of this.pool(alg).workers) if (w.state !== 'dead') c[w.state]++;
+    for (const [state, n] of Object.entries(c)) this.deps.metrics.workers.set({ algorithm: alg, state }, n);
+  }
+}

@@ -1,0 +1,142 @@
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { isAbsolute, join } from 'node:path';
+import { extract } from 'tar';
+import { invalid } from '@weft/common';
+import type { AlgorithmSpec } from '@weft/proto';
+import type { AlgorithmDef } from '../executor/port.js';
+import type { StateStore } from '../store/port.js';
+
+const NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const QUANTITY = /^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|K|M|G|T|k)?$/;
+const UNITS: Record<string, number> = {
+  '': 1,
+  k: 1e3,
+  K: 1e3,
+  M: 1e6,
+  G: 1e9,
+  T: 1e12,
+  Ki: 1024,
+  Mi: 1024 ** 2,
+  Gi: 1024 ** 3,
+  Ti: 1024 ** 4,
+};
+
+/** HKube's defaults: cpu 0.1, memory 256Mi. */
+const DEFAULT_CPU = 0.1;
+const DEFAULT_MEM = '256Mi';
+
+/** Parses a Kubernetes memory quantity ("256Mi", "1G", "1048576") into bytes. */
+export function parseMemory(q: string, field: string): number {
+  const m = QUANTITY.exec(q.trim());
+  if (!m) throw invalid(field, `"${q}" is not a memory quantity (e.g. 256Mi, 1Gi)`);
+  return Math.round(Number(m[1]) * UNITS[m[2] ?? '']!);
+}
+
+/**
+ * Validates an algorithm spec and turns it into what the executor needs.
+ * HKube's top-level cpu/mem/gpu fold into resources.
+ */
+export function normalizeAlgorithm(spec: AlgorithmSpec): AlgorithmDef {
+  if (!spec.name) throw invalid('name', 'is required');
+  if (!NAME.test(spec.name) || spec.name.length > 63) {
+    throw invalid('name', `"${spec.name}" must be lower-case letters, digits and '-' (at most 63), as Kubernetes names`);
+  }
+  const env = spec.env || 'nodejs';
+  if (env !== 'nodejs' && env !== 'python') throw invalid('env', `"${env}" is not supported (nodejs, python)`);
+  const cpu = spec.resources?.cpu || spec.cpu || DEFAULT_CPU;
+  if (!(cpu > 0)) throw invalid('resources.cpu', 'must be positive');
+  const memField = spec.resources?.mem ? 'resources.mem' : 'mem';
+  const memBytes = parseMemory(spec.resources?.mem || spec.mem || DEFAULT_MEM, memField);
+  const gpu = spec.resources?.gpu || spec.gpu || 0;
+  if (gpu < 0) throw invalid('resources.gpu', 'must not be negative');
+  if (spec.minHotWorkers < 0) throw invalid('minHotWorkers', 'must not be negative');
+  if (spec.maxWorkers < 0) throw invalid('maxWorkers', 'must not be negative');
+  if (spec.maxWorkers > 0 && spec.minHotWorkers > spec.maxWorkers) {
+    throw invalid('minHotWorkers', `(${spec.minHotWorkers}) exceeds maxWorkers (${spec.maxWorkers})`);
+  }
+  const codePath = spec.code?.path ?? '';
+  if (!codePath && !spec.algorithmImage) throw invalid('code.path', 'is required (or algorithmImage for the cluster)');
+  if (codePath && !isAbsolute(codePath)) {
+    throw invalid('code.path', `"${codePath}" must be absolute (the CLI resolves paths relative to the spec file)`);
+  }
+  if (codePath && !existsSync(codePath)) throw invalid('code.path', `"${codePath}" does not exist`);
+  if (codePath && !codePath.endsWith('.tar.gz') && !codePath.endsWith('.tgz') && !statSync(codePath).isDirectory()) {
+    throw invalid('code.path', `"${codePath}" must be a directory or a .tar.gz`);
+  }
+  return {
+    name: spec.name,
+    env,
+    codePath,
+    entryPoint: spec.code?.entryPoint || (env === 'python' ? 'main.py' : 'index.js'),
+    image: spec.algorithmImage,
+    cpu,
+    memBytes,
+    gpu,
+    minHotWorkers: spec.minHotWorkers,
+    maxWorkers: spec.maxWorkers,
+    env_vars: { ...spec.algorithmEnv },
+  };
+}
+
+/**
+ * The registered algorithms, kept in memory for the dispatcher (which needs
+ * them synchronously) and persisted in the state store.
+ */
+export class AlgorithmRegistry {
+  private readonly defs = new Map<string, AlgorithmDef>();
+
+  constructor(
+    private readonly store: StateStore,
+    /** Where .tar.gz code is unpacked. */
+    private readonly codeDir: string,
+  ) {}
+
+  async load(): Promise<void> {
+    for (const rec of await this.store.listAlgorithms()) {
+      const spec = rec.spec as unknown as AlgorithmSpec;
+      try {
+        this.defs.set(rec.name, await this.materialize(normalizeAlgorithm(spec)));
+      } catch {
+        // Its code may have moved since it was applied; exec reports that clearly.
+      }
+    }
+  }
+
+  get(name: string): AlgorithmDef | undefined {
+    return this.defs.get(name);
+  }
+
+  has(name: string): boolean {
+    return this.defs.has(name);
+  }
+
+  async apply(spec: AlgorithmSpec, toJson: (s: AlgorithmSpec) => Record<string, unknown>): Promise<AlgorithmDef> {
+    const def = await this.materialize(normalizeAlgorithm(spec));
+    await this.store.putAlgorithm(spec.name, toJson(spec));
+    this.defs.set(spec.name, def);
+    return def;
+  }
+
+  async delete(name: string): Promise<boolean> {
+    this.defs.delete(name);
+    return this.store.deleteAlgorithm(name);
+  }
+
+  /** Unpacks .tar.gz code into a directory named by its content hash. */
+  private async materialize(def: AlgorithmDef): Promise<AlgorithmDef> {
+    if (!def.codePath || !/\.(tar\.gz|tgz)$/.test(def.codePath)) return def;
+    const hash = createHash('sha256').update(def.codePath).update(String(statSync(def.codePath).mtimeMs)).digest('hex');
+    const dir = join(this.codeDir, def.name, hash.slice(0, 16));
+    if (!existsSync(join(dir, '.complete'))) {
+      mkdirSync(dir, { recursive: true });
+      try {
+        await extract({ file: def.codePath, cwd: dir });
+      } catch (err) {
+        throw invalid('code.path', `cannot unpack "${def.codePath}": ${err instanceof Error ? err.message : String(err)}`);
+      }
+      writeFileSync(join(dir, '.complete'), '');
+    }
+    return { ...def, codePath: dir };
+  }
+}

@@ -1,0 +1,189 @@
+import { readFileSync, readdirSync, existsSync } from 'node:fs';
+import { createServer, type Server as HttpServer } from 'node:http';
+import { join, resolve } from 'node:path';
+import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { loadFileDescriptorSetFromBuffer } from '@grpc/proto-loader';
+import { ReflectionService } from '@grpc/reflection';
+import { HealthImplementation } from 'grpc-health-check';
+import { FsBlobStore, createLogger, type Logger } from '@weft/common';
+import { AlgorithmStoreService, JobsService, PipelineStoreService, WorkersService, descriptorSetPath } from '@weft/proto';
+import { DEFAULT_DISPATCHER_CONFIG, Dispatcher, type DispatcherConfig } from '../dispatch/dispatcher.js';
+import { AlgorithmRegistry } from '../engine/algorithms.js';
+import { JobEngine } from '../engine/jobs.js';
+import { LocalExecutor } from '../executor/local.js';
+import { loadAlgorithmFile } from '../specfiles.js';
+import { SqliteStateStore } from '../store/sqlite.js';
+import { algorithmStore, jobs, pipelineStore, workers, type HandlerDeps } from './handlers.js';
+import { Metrics } from './metrics.js';
+
+/** How to run a control plane. Every field has an environment equivalent (see configFromEnv). */
+export interface ControlPlaneConfig {
+  /** gRPC port; 0 picks a free one. @default 50051 */
+  port: number;
+  /** @default "127.0.0.1" */
+  host: string;
+  /** SQLite file, blobs, logs and unpacked code live here. @default ".weft" */
+  dataDir: string;
+  /** HTTP port of /metrics; 0 picks a free one, -1 disables it. @default 9464 */
+  metricsPort: number;
+  /** Directories whose `*\/algorithms.yaml` files are applied at start (the examples). */
+  registerDirs: string[];
+  dispatcher: DispatcherConfig;
+  /** Stored results up to this size are inlined in GetResult. @default 1 MiB */
+  resultInlineLimit: number;
+  log?: Logger;
+}
+
+export interface ControlPlane {
+  /** host:port clients dial. */
+  readonly address: string;
+  readonly port: number;
+  readonly metricsPort: number | undefined;
+  readonly dataDir: string;
+  /** Stops serving, lets workers exit, closes the store. Idempotent. */
+  close(): Promise<void>;
+}
+
+function num(v: string | undefined, fallback: number): number {
+  if (v === undefined || v === '') return fallback;
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new Error(`expected a number, got "${v}"`);
+  return n;
+}
+
+/** Defaults, overridden by WEFT_* environment variables. */
+export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ControlPlaneConfig {
+  return {
+    port: num(env['WEFT_PORT'], 50051),
+    host: env['WEFT_HOST'] || '127.0.0.1',
+    dataDir: env['WEFT_DATA_DIR'] || '.weft',
+    metricsPort: num(env['WEFT_METRICS_PORT'], 9464),
+    registerDirs: env['WEFT_REGISTER'] ? env['WEFT_REGISTER'].split(':').filter(Boolean) : [],
+    dispatcher: {
+      inlineThreshold: num(env['WEFT_INLINE_THRESHOLD'], DEFAULT_DISPATCHER_CONFIG.inlineThreshold),
+      heartbeatIntervalMs: num(env['WEFT_HEARTBEAT_MS'], DEFAULT_DISPATCHER_CONFIG.heartbeatIntervalMs),
+      heartbeatTimeoutMs: num(env['WEFT_HEARTBEAT_TIMEOUT_MS'], DEFAULT_DISPATCHER_CONFIG.heartbeatTimeoutMs),
+      idleTimeoutMs: num(env['WEFT_IDLE_TIMEOUT_MS'], DEFAULT_DISPATCHER_CONFIG.idleTimeoutMs),
+      stopGraceMs: num(env['WEFT_STOP_GRACE_MS'], DEFAULT_DISPATCHER_CONFIG.stopGraceMs),
+      startTimeoutMs: num(env['WEFT_START_TIMEOUT_MS'], DEFAULT_DISPATCHER_CONFIG.startTimeoutMs),
+    },
+    resultInlineLimit: num(env['WEFT_RESULT_INLINE_LIMIT'], 1024 * 1024),
+  };
+}
+
+/** Starts a control plane on the embedded default: SQLite, local processes, a data directory. */
+export async function startControlPlane(config: ControlPlaneConfig): Promise<ControlPlane> {
+  const log = config.log ?? createLogger({ component: 'control-plane' });
+  const dataDir = resolve(config.dataDir);
+  const store = new SqliteStateStore(join(dataDir, 'weft.db'));
+  const blobs = new FsBlobStore(join(dataDir, 'blobs'));
+  const metrics = new Metrics();
+  const algorithms = new AlgorithmRegistry(store, join(dataDir, 'code'));
+  await algorithms.load();
+  const executor = new LocalExecutor({ logDir: join(dataDir, 'logs'), log });
+  let address = '';
+  const dispatcher = new Dispatcher({
+    executor,
+    algorithm: (name) => algorithms.get(name),
+    storageUrl: blobs.url,
+    serverAddress: () => address,
+    config: config.dispatcher,
+    metrics,
+    log,
+  });
+  const engine = new JobEngine({
+    store,
+    dispatcher,
+    blobs,
+    algorithms,
+    metrics,
+    log,
+    config: { resultInlineLimit: config.resultInlineLimit },
+  });
+
+  const server = new Server({ 'grpc.max_receive_message_length': 256 * 1024 * 1024, 'grpc.max_send_message_length': 256 * 1024 * 1024 });
+  const deps: HandlerDeps = { store, algorithms, engine, dispatcher, log };
+  server.addService(AlgorithmStoreService, algorithmStore(deps));
+  server.addService(PipelineStoreService, pipelineStore(deps));
+  server.addService(JobsService, jobs(deps));
+  server.addService(WorkersService, workers(deps));
+  const services = ['weft.v1.AlgorithmStore', 'weft.v1.PipelineStore', 'weft.v1.Jobs', 'weft.v1.Workers'];
+  const health = new HealthImplementation(Object.fromEntries(['', ...services].map((s) => [s, 'SERVING' as const])));
+  health.addToServer(server);
+  new ReflectionService(loadFileDescriptorSetFromBuffer(readFileSync(descriptorSetPath))).addToServer(server);
+
+  const port = await new Promise<number>((res, rej) =>
+    server.bindAsync(`${config.host}:${config.port}`, ServerCredentials.createInsecure(), (err, p) => (err ? rej(err) : res(p))),
+  );
+  // Sidecars on this machine dial loopback, whatever interface clients use.
+  address = `127.0.0.1:${port}`;
+
+  let metricsServer: HttpServer | undefined;
+  let metricsPort: number | undefined;
+  if (config.metricsPort >= 0) {
+    metricsServer = createServer((req, res) => {
+      if (req.url === '/metrics') {
+        metrics.registry.metrics().then(
+          (body) => {
+            res.writeHead(200, { 'content-type': metrics.registry.contentType });
+            res.end(body);
+          },
+          (err: unknown) => {
+            res.writeHead(500);
+            res.end(String(err));
+          },
+        );
+      } else {
+        res.writeHead(404);
+        res.end('not found: try /metrics\n');
+      }
+    });
+    metricsPort = await new Promise<number>((res, rej) => {
+      metricsServer!.once('error', rej);
+      metricsServer!.listen(config.metricsPort, config.host, () => {
+        const a = metricsServer!.address();
+        res(typeof a === 'object' && a ? a.port : config.metricsPort);
+      });
+    });
+  }
+
+  for (const dir of config.registerDirs) {
+    for (const entry of existsSync(dir) ? readdirSync(dir).sort() : []) {
+      const file = join(dir, entry, 'algorithms.yaml');
+      if (!existsSync(file)) continue;
+      for (const spec of loadAlgorithmFile(file)) {
+        const def = await algorithms.apply(spec, (s) => s as unknown as Record<string, unknown>);
+        log.info('algorithm registered', { algorithm: def.name, from: file });
+      }
+    }
+  }
+  for (const rec of await store.listAlgorithms()) {
+    if ((algorithms.get(rec.name)?.minHotWorkers ?? 0) > 0) dispatcher.ensureHot(rec.name);
+  }
+  const resumed = await engine.recover();
+  log.info('control plane serving', { address: `${config.host}:${port}`, dataDir, metricsPort, resumedJobs: resumed });
+
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> =>
+    (closing ??= (async () => {
+      log.info('control plane shutting down');
+      for (const s of ['', ...services]) health.setStatus(s, 'NOT_SERVING');
+      await dispatcher.shutdown();
+      await executor.shutdown();
+      await new Promise<void>((res) => {
+        const t = setTimeout(() => {
+          server.forceShutdown();
+          res();
+        }, 2000);
+        server.tryShutdown(() => {
+          clearTimeout(t);
+          res();
+        });
+      });
+      await new Promise<void>((res) => (metricsServer ? metricsServer.close(() => res()) : res()));
+      await store.close();
+      log.info('control plane stopped');
+    })());
+
+  return { address: `${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${port}`, port, metricsPort, dataDir, close };
+}

@@ -1,0 +1,96 @@
+/**
+ * The state store port. Everything a running job needs to survive a restart
+ * lives behind this interface. The methods are async so a networked backend
+ * (PostgreSQL) can implement it; the SQLite adapter answers synchronously.
+ */
+
+/** Job states, as stored. */
+export type JobState = 'pending' | 'active' | 'completed' | 'failed' | 'stopped';
+
+export const FINAL_JOB_STATES: ReadonlySet<JobState> = new Set(['completed', 'failed', 'stopped']);
+
+export interface AlgorithmRecord {
+  name: string;
+  /** The spec as the AlgorithmSpec message's JSON form. */
+  spec: Record<string, unknown>;
+  created: Date;
+  modified: Date;
+}
+
+export interface PipelineRecord {
+  name: string;
+  /** The descriptor as the PipelineDescriptor message's JSON form. */
+  descriptor: Record<string, unknown>;
+  created: Date;
+  modified: Date;
+}
+
+export interface JobRecord {
+  jobId: string;
+  pipelineName: string;
+  /** The descriptor the job runs (flowInput excluded: see flowInput). */
+  descriptor: Record<string, unknown>;
+  /** msgpack of the flowInput object. */
+  flowInput: Buffer;
+  state: JobState;
+  priority: number;
+  tags: string[];
+  error: string;
+  created: Date;
+  started: Date | undefined;
+  ended: Date | undefined;
+}
+
+/** A stored task outcome; one per (job, node, batch index), written once. */
+export interface TaskRecord {
+  jobId: string;
+  nodeName: string;
+  /** -1 for a node that is not a batch. */
+  batchIndex: number;
+  taskId: string;
+  state: 'succeeded' | 'failed';
+  attempts: number;
+  /** msgpack result when it travelled inline. */
+  resultInline: Buffer | undefined;
+  /** Blob key when the result is in blob storage. */
+  resultKey: string | undefined;
+  resultSize: number;
+  /** Shape metadata of the result, by save path. */
+  meta: Record<string, { type: string; size: number }>;
+  /** TaskFailure as JSON when state is failed. */
+  error: { type: string; message: string; stack: string; crash: boolean } | undefined;
+  started: Date | undefined;
+  ended: Date;
+}
+
+export interface JobFilter {
+  pipelineName?: string;
+  states?: JobState[];
+  limit?: number;
+}
+
+export interface StateStore {
+  putAlgorithm(name: string, spec: Record<string, unknown>): Promise<AlgorithmRecord>;
+  getAlgorithm(name: string): Promise<AlgorithmRecord | undefined>;
+  listAlgorithms(): Promise<AlgorithmRecord[]>;
+  deleteAlgorithm(name: string): Promise<boolean>;
+
+  putPipeline(name: string, descriptor: Record<string, unknown>): Promise<PipelineRecord>;
+  getPipeline(name: string): Promise<PipelineRecord | undefined>;
+  listPipelines(): Promise<PipelineRecord[]>;
+  deletePipeline(name: string): Promise<boolean>;
+
+  createJob(job: JobRecord): Promise<void>;
+  updateJob(
+    jobId: string,
+    patch: Partial<Pick<JobRecord, 'state' | 'error' | 'started' | 'ended'>>,
+  ): Promise<void>;
+  getJob(jobId: string): Promise<JobRecord | undefined>;
+  listJobs(filter: JobFilter): Promise<JobRecord[]>;
+
+  /** Records a task outcome. Returns false when that task was already recorded (the first record wins). */
+  recordTask(task: TaskRecord): Promise<boolean>;
+  listTasks(jobId: string): Promise<TaskRecord[]>;
+
+  close(): Promise<void>;
+}

@@ -1,0 +1,326 @@
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type {
+  AlgorithmRecord,
+  JobFilter,
+  JobRecord,
+  JobState,
+  PipelineRecord,
+  StateStore,
+  TaskRecord,
+} from './port.js';
+
+// Portable SQL on purpose (TEXT/INTEGER/BLOB, ON CONFLICT DO NOTHING, times as
+// epoch milliseconds) so the PostgreSQL adapter can reuse the schema.
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS algorithms (
+  name TEXT PRIMARY KEY,
+  spec TEXT NOT NULL,
+  created INTEGER NOT NULL,
+  modified INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pipelines (
+  name TEXT PRIMARY KEY,
+  descriptor TEXT NOT NULL,
+  created INTEGER NOT NULL,
+  modified INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS jobs (
+  job_id TEXT PRIMARY KEY,
+  pipeline_name TEXT NOT NULL,
+  descriptor TEXT NOT NULL,
+  flow_input BLOB NOT NULL,
+  state TEXT NOT NULL,
+  priority INTEGER NOT NULL,
+  tags TEXT NOT NULL,
+  error TEXT NOT NULL,
+  created INTEGER NOT NULL,
+  started INTEGER,
+  ended INTEGER
+);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state);
+CREATE INDEX IF NOT EXISTS jobs_pipeline ON jobs (pipeline_name, created);
+CREATE TABLE IF NOT EXISTS tasks (
+  job_id TEXT NOT NULL,
+  node_name TEXT NOT NULL,
+  batch_index INTEGER NOT NULL,
+  task_id TEXT NOT NULL,
+  state TEXT NOT NULL,
+  attempts INTEGER NOT NULL,
+  result_inline BLOB,
+  result_key TEXT,
+  result_size INTEGER NOT NULL,
+  meta TEXT NOT NULL,
+  error TEXT,
+  started INTEGER,
+  ended INTEGER NOT NULL,
+  PRIMARY KEY (job_id, node_name, batch_index)
+);
+`;
+
+interface JobRow {
+  job_id: string;
+  pipeline_name: string;
+  descriptor: string;
+  flow_input: Buffer;
+  state: string;
+  priority: number;
+  tags: string;
+  error: string;
+  created: number;
+  started: number | null;
+  ended: number | null;
+}
+
+interface TaskRow {
+  job_id: string;
+  node_name: string;
+  batch_index: number;
+  task_id: string;
+  state: string;
+  attempts: number;
+  result_inline: Buffer | null;
+  result_key: string | null;
+  result_size: number;
+  meta: string;
+  error: string | null;
+  started: number | null;
+  ended: number;
+}
+
+const toDate = (ms: number | null): Date | undefined => (ms === null ? undefined : new Date(ms));
+
+function jobFromRow(r: JobRow): JobRecord {
+  return {
+    jobId: r.job_id,
+    pipelineName: r.pipeline_name,
+    descriptor: JSON.parse(r.descriptor) as Record<string, unknown>,
+    flowInput: r.flow_input,
+    state: r.state as JobState,
+    priority: r.priority,
+    tags: JSON.parse(r.tags) as string[],
+    error: r.error,
+    created: new Date(r.created),
+    started: toDate(r.started),
+    ended: toDate(r.ended),
+  };
+}
+
+function taskFromRow(r: TaskRow): TaskRecord {
+  return {
+    jobId: r.job_id,
+    nodeName: r.node_name,
+    batchIndex: r.batch_index,
+    taskId: r.task_id,
+    state: r.state as TaskRecord['state'],
+    attempts: r.attempts,
+    resultInline: r.result_inline ?? undefined,
+    resultKey: r.result_key ?? undefined,
+    resultSize: r.result_size,
+    meta: JSON.parse(r.meta) as TaskRecord['meta'],
+    error: r.error === null ? undefined : (JSON.parse(r.error) as TaskRecord['error']),
+    started: toDate(r.started),
+    ended: new Date(r.ended),
+  };
+}
+
+/**
+ * The state store in a SQLite file (WAL mode). Commits are durable against a
+ * killed process; with synchronous=NORMAL a power loss may drop the last
+ * transactions, which the restart logic tolerates (tasks simply run again).
+ */
+export class SqliteStateStore implements StateStore {
+  private readonly db: Database.Database;
+  private readonly stmts;
+
+  constructor(file: string) {
+    mkdirSync(dirname(file), { recursive: true });
+    this.db = new Database(file);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = NORMAL');
+    this.db.pragma('busy_timeout = 5000');
+    this.db.exec(SCHEMA);
+    const db = this.db;
+    this.stmts = {
+      putAlgorithm: db.prepare(
+        `INSERT INTO algorithms (name, spec, created, modified) VALUES (?, ?, ?, ?)
+         ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, modified = excluded.modified`,
+      ),
+      getAlgorithm: db.prepare(`SELECT * FROM algorithms WHERE name = ?`),
+      listAlgorithms: db.prepare(`SELECT * FROM algorithms ORDER BY name`),
+      deleteAlgorithm: db.prepare(`DELETE FROM algorithms WHERE name = ?`),
+      putPipeline: db.prepare(
+        `INSERT INTO pipelines (name, descriptor, created, modified) VALUES (?, ?, ?, ?)
+         ON CONFLICT (name) DO UPDATE SET descriptor = excluded.descriptor, modified = excluded.modified`,
+      ),
+      getPipeline: db.prepare(`SELECT * FROM pipelines WHERE name = ?`),
+      listPipelines: db.prepare(`SELECT * FROM pipelines ORDER BY name`),
+      deletePipeline: db.prepare(`DELETE FROM pipelines WHERE name = ?`),
+      createJob: db.prepare(
+        `INSERT INTO jobs (job_id, pipeline_name, descriptor, flow_input, state, priority, tags, error, created, started, ended)
+         VALUES (@job_id, @pipeline_name, @descriptor, @flow_input, @state, @priority, @tags, @error, @created, @started, @ended)`,
+      ),
+      getJob: db.prepare(`SELECT * FROM jobs WHERE job_id = ?`),
+      recordTask: db.prepare(
+        `INSERT INTO tasks (job_id, node_name, batch_index, task_id, state, attempts, result_inline, result_key, result_size, meta, error, started, ended)
+         VALUES (@job_id, @node_name, @batch_index, @task_id, @state, @attempts, @result_inline, @result_key, @result_size, @meta, @error, @started, @ended)
+         ON CONFLICT (job_id, node_name, batch_index) DO NOTHING`,
+      ),
+      listTasks: db.prepare(`SELECT * FROM tasks WHERE job_id = ? ORDER BY node_name, batch_index`),
+    };
+  }
+
+  putAlgorithm(name: string, spec: Record<string, unknown>): Promise<AlgorithmRecord> {
+    const now = Date.now();
+    this.stmts.putAlgorithm.run(name, JSON.stringify(spec), now, now);
+    return this.getAlgorithm(name).then((r) => r!);
+  }
+
+  getAlgorithm(name: string): Promise<AlgorithmRecord | undefined> {
+    const r = this.stmts.getAlgorithm.get(name) as
+      | { name: string; spec: string; created: number; modified: number }
+      | undefined;
+    return Promise.resolve(
+      r && {
+        name: r.name,
+        spec: JSON.parse(r.spec) as Record<string, unknown>,
+        created: new Date(r.created),
+        modified: new Date(r.modified),
+      },
+    );
+  }
+
+  listAlgorithms(): Promise<AlgorithmRecord[]> {
+    const rows = this.stmts.listAlgorithms.all() as { name: string; spec: string; created: number; modified: number }[];
+    return Promise.resolve(
+      rows.map((r) => ({
+        name: r.name,
+        spec: JSON.parse(r.spec) as Record<string, unknown>,
+        created: new Date(r.created),
+        modified: new Date(r.modified),
+      })),
+    );
+  }
+
+  deleteAlgorithm(name: string): Promise<boolean> {
+    return Promise.resolve(this.stmts.deleteAlgorithm.run(name).changes > 0);
+  }
+
+  putPipeline(name: string, descriptor: Record<string, unknown>): Promise<PipelineRecord> {
+    const now = Date.now();
+    this.stmts.putPipeline.run(name, JSON.stringify(descriptor), now, now);
+    return this.getPipeline(name).then((r) => r!);
+  }
+
+  getPipeline(name: string): Promise<PipelineRecord | undefined> {
+    const r = this.stmts.getPipeline.get(name) as
+      | { name: string; descriptor: string; created: number; modified: number }
+      | undefined;
+    return Promise.resolve(
+      r && {
+        name: r.name,
+        descriptor: JSON.parse(r.descriptor) as Record<string, unknown>,
+        created: new Date(r.created),
+        modified: new Date(r.modified),
+      },
+    );
+  }
+
+  listPipelines(): Promise<PipelineRecord[]> {
+    const rows = this.stmts.listPipelines.all() as {
+      name: string;
+      descriptor: string;
+      created: number;
+      modified: number;
+    }[];
+    return Promise.resolve(
+      rows.map((r) => ({
+        name: r.name,
+        descriptor: JSON.parse(r.descriptor) as Record<string, unknown>,
+        created: new Date(r.created),
+        modified: new Date(r.modified),
+      })),
+    );
+  }
+
+  deletePipeline(name: string): Promise<boolean> {
+    return Promise.resolve(this.stmts.deletePipeline.run(name).changes > 0);
+  }
+
+  createJob(job: JobRecord): Promise<void> {
+    this.stmts.createJob.run({
+      job_id: job.jobId,
+      pipeline_name: job.pipelineName,
+      descriptor: JSON.stringify(job.descriptor),
+      flow_input: job.flowInput,
+      state: job.state,
+      priority: job.priority,
+      tags: JSON.stringify(job.tags),
+      error: job.error,
+      created: job.created.getTime(),
+      started: job.started?.getTime() ?? null,
+      ended: job.ended?.getTime() ?? null,
+    });
+    return Promise.resolve();
+  }
+
+  updateJob(jobId: string, patch: Partial<Pick<JobRecord, 'state' | 'error' | 'started' | 'ended'>>): Promise<void> {
+    const sets: string[] = [];
+    const args: (string | number | null)[] = [];
+    if (patch.state !== undefined) (sets.push('state = ?'), args.push(patch.state));
+    if (patch.error !== undefined) (sets.push('error = ?'), args.push(patch.error));
+    if (patch.started !== undefined) (sets.push('started = ?'), args.push(patch.started.getTime()));
+    if (patch.ended !== undefined) (sets.push('ended = ?'), args.push(patch.ended.getTime()));
+    if (sets.length > 0) this.db.prepare(`UPDATE jobs SET ${sets.join(', ')} WHERE job_id = ?`).run(...args, jobId);
+    return Promise.resolve();
+  }
+
+  getJob(jobId: string): Promise<JobRecord | undefined> {
+    const r = this.stmts.getJob.get(jobId) as JobRow | undefined;
+    return Promise.resolve(r && jobFromRow(r));
+  }
+
+  listJobs(filter: JobFilter): Promise<JobRecord[]> {
+    const where: string[] = [];
+    const args: (string | number)[] = [];
+    if (filter.pipelineName) (where.push('pipeline_name = ?'), args.push(filter.pipelineName));
+    if (filter.states && filter.states.length > 0) {
+      where.push(`state IN (${filter.states.map(() => '?').join(', ')})`);
+      args.push(...filter.states);
+    }
+    const sql =
+      `SELECT * FROM jobs ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY created DESC` +
+      (filter.limit ? ` LIMIT ${Math.floor(filter.limit)}` : '');
+    const rows = this.db.prepare(sql).all(...args) as JobRow[];
+    return Promise.resolve(rows.map(jobFromRow));
+  }
+
+  recordTask(t: TaskRecord): Promise<boolean> {
+    const info = this.stmts.recordTask.run({
+      job_id: t.jobId,
+      node_name: t.nodeName,
+      batch_index: t.batchIndex,
+      task_id: t.taskId,
+      state: t.state,
+      attempts: t.attempts,
+      result_inline: t.resultInline ?? null,
+      result_key: t.resultKey ?? null,
+      result_size: t.resultSize,
+      meta: JSON.stringify(t.meta),
+      error: t.error === undefined ? null : JSON.stringify(t.error),
+      started: t.started?.getTime() ?? null,
+      ended: t.ended.getTime(),
+    });
+    return Promise.resolve(info.changes > 0);
+  }
+
+  listTasks(jobId: string): Promise<TaskRecord[]> {
+    return Promise.resolve((this.stmts.listTasks.all(jobId) as TaskRow[]).map(taskFromRow));
+  }
+
+  close(): Promise<void> {
+    this.db.close();
+    return Promise.resolve();
+  }
+}

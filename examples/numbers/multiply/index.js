@@ -1,0 +1,5 @@
+// Multiply: one batch item times the factor.
+export function start(args) {
+  const [value, mul] = args.input;
+  return value * mul;
+}

@@ -1,0 +1,280 @@
+import { readFileSync } from 'node:fs';
+import WebSocket from 'ws';
+import { BlobRef, decode, encodeParts, getPath, shapeOf, writeFileAtomic } from '@weft/common';
+import {
+  LOCAL_PROTOCOL_VERSION,
+  decodeFrame,
+  encodeFrame,
+  type AlgorithmFrame,
+  type InitializeData,
+  type SidecarFrame,
+  type WireFailure,
+} from './protocol.js';
+
+/** What `start` and `init` receive about the task. */
+export interface TaskArgs {
+  /** The node's input array, references resolved. */
+  input: unknown[];
+  jobId: string;
+  taskId: string;
+  nodeName: string;
+  algorithmName: string;
+  pipelineName: string;
+  /** Position in the node's batch; -1 when the node is not a batch. */
+  batchIndex: number;
+  /** 1 for the first run; higher when the task is retried. */
+  attempt: number;
+  /** What produced the task: "pipeline". */
+  kind: string;
+}
+
+/** What algorithm code can do while a task runs. */
+export interface Api {
+  /** Reports progress (0-100) to `weft exec watch` and the job's watchers. */
+  progress(percent: number, message?: string): void;
+  /** Aborted when the task is asked to stop; long loops should check it. */
+  readonly signal: AbortSignal;
+}
+
+/** An algorithm: `start` is required, `init` and `stop` are optional. */
+export interface Algorithm {
+  /** Runs once per task; its return value (or resolved value) is the task's result. */
+  start(args: TaskArgs, api: Api): unknown;
+  /** Runs before each task's start; a failure fails the task without running start. */
+  init?(args: TaskArgs): unknown;
+  /** Called when the running task is asked to stop. */
+  stop?(args: TaskArgs): unknown;
+}
+
+export interface RunOptions {
+  /** The sidecar's socket; default: WEFT_SOCKET_URL. */
+  url?: string;
+  /** Bytes of decoded input blobs kept for reuse across tasks (default 256 MiB). */
+  cacheBytes?: number;
+}
+
+interface TaskState {
+  data: InitializeData;
+  args: TaskArgs;
+  abort: AbortController;
+  init: Promise<boolean>;
+  start: Promise<void> | undefined;
+  stopping: boolean;
+}
+
+function toFailure(err: unknown): WireFailure {
+  if (err instanceof Error) return { type: err.name || 'Error', message: err.message, stack: err.stack ?? '' };
+  return { type: 'Error', message: typeof err === 'string' ? err : JSON.stringify(err), stack: '' };
+}
+
+/** A small LRU of decoded blobs: blobs are immutable, and batch items often read the same one. */
+class BlobCache {
+  private readonly map = new Map<string, { value: unknown; size: number }>();
+  private bytes = 0;
+  constructor(private readonly limit: number) {}
+
+  load(key: string, path: string): unknown {
+    const hit = this.map.get(key);
+    if (hit) {
+      this.map.delete(key);
+      this.map.set(key, hit);
+      return hit.value;
+    }
+    const raw = readFileSync(path);
+    const value = decode(raw);
+    if (raw.byteLength <= this.limit) {
+      this.map.set(key, { value, size: raw.byteLength });
+      this.bytes += raw.byteLength;
+      for (const [k, v] of this.map) {
+        if (this.bytes <= this.limit) break;
+        this.map.delete(k);
+        this.bytes -= v.size;
+      }
+    }
+    return value;
+  }
+}
+
+/** Replaces every BlobRef inside value with the staged blob's content at its path. */
+function resolveRefs(value: unknown, storage: InitializeData['storage'], cache: BlobCache): unknown {
+  if (value instanceof BlobRef) {
+    const staged = storage[value.key];
+    if (!staged) throw new Error(`input references blob "${value.key}" that the sidecar did not stage`);
+    return getPath(cache.load(value.key, staged.path), value.path);
+  }
+  if (Array.isArray(value)) {
+    let out: unknown[] | undefined;
+    for (let i = 0; i < value.length; i++) {
+      const r = resolveRefs(value[i], storage, cache);
+      if (r !== value[i]) (out ??= [...value])[i] = r;
+    }
+    return out ?? value;
+  }
+  if (value !== null && typeof value === 'object' && !(value instanceof Uint8Array)) {
+    let out: Record<string, unknown> | undefined;
+    for (const [k, v] of Object.entries(value)) {
+      const r = resolveRefs(v, storage, cache);
+      if (r !== v) (out ??= { ...(value as Record<string, unknown>) })[k] = r;
+    }
+    return out ?? value;
+  }
+  return value;
+}
+
+/**
+ * Runs an algorithm inside a weft worker: connects to the sidecar and serves
+ * tasks one after another until the sidecar says exit. Resolves then; the
+ * process should end.
+ */
+export function run(algorithm: Algorithm, options: RunOptions = {}): Promise<void> {
+  if (typeof algorithm?.start !== 'function') {
+    return Promise.reject(new TypeError('run(): the algorithm must have a start(args, api) function'));
+  }
+  const url = options.url ?? process.env['WEFT_SOCKET_URL'];
+  if (!url) {
+    return Promise.reject(
+      new Error('run(): no sidecar to talk to; WEFT_SOCKET_URL is not set (algorithms are started by weft-sidecar)'),
+    );
+  }
+  const cache = new BlobCache(options.cacheBytes ?? 256 * 1024 * 1024);
+  const sep = url.includes('?') ? '&' : '?';
+  const ws = new WebSocket(`${url}${sep}protocol=${LOCAL_PROTOCOL_VERSION}&encoding=msgpack`, {
+    perMessageDeflate: false,
+    maxPayload: 0,
+  });
+  ws.binaryType = 'nodebuffer';
+  const tasks = new Map<string, TaskState>();
+
+  const send = (frame: AlgorithmFrame): void => {
+    if (ws.readyState === WebSocket.OPEN) ws.send(encodeFrame(frame));
+  };
+
+  const onInitialize = (data: InitializeData): void => {
+    const abort = new AbortController();
+    const args: TaskArgs = {
+      input: [],
+      jobId: data.jobId,
+      taskId: data.taskId,
+      nodeName: data.nodeName,
+      algorithmName: data.algorithmName,
+      pipelineName: data.pipelineName,
+      batchIndex: data.batchIndex,
+      attempt: data.attempt,
+      kind: data.kind,
+    };
+    const state: TaskState = { data, args, abort, init: Promise.resolve(false), start: undefined, stopping: false };
+    state.init = (async () => {
+      try {
+        args.input = resolveRefs(data.input, data.storage, cache) as unknown[];
+        await algorithm.init?.(args);
+        send({ command: 'initialized', data: { taskId: data.taskId } });
+        return true;
+      } catch (err) {
+        tasks.delete(data.taskId);
+        send({ command: 'errorMessage', data: { taskId: data.taskId, error: toFailure(err) } });
+        return false;
+      }
+    })();
+    tasks.set(data.taskId, state);
+  };
+
+  const onStart = (taskId: string): void => {
+    const state = tasks.get(taskId);
+    if (!state) return;
+    state.start = (async () => {
+      // start may arrive before init finished: it runs only after a successful init.
+      if (!(await state.init)) return;
+      send({ command: 'started', data: { taskId } });
+      const api: Api = {
+        progress: (percent, message = '') => {
+          if (!state.stopping) send({ command: 'progress', data: { taskId, percent: Number(percent), message: String(message) } });
+        },
+        signal: state.abort.signal,
+      };
+      let result: unknown;
+      try {
+        result = await algorithm.start(state.args, api);
+      } catch (err) {
+        tasks.delete(taskId);
+        if (!state.stopping) send({ command: 'errorMessage', data: { taskId, error: toFailure(err) } });
+        return;
+      }
+      tasks.delete(taskId);
+      if (state.stopping) return;
+      try {
+        await sendResult(state.data, result);
+      } catch (err) {
+        send({ command: 'errorMessage', data: { taskId, error: toFailure(err) } });
+      }
+    })();
+  };
+
+  const sendResult = async (data: InitializeData, result: unknown): Promise<void> => {
+    const parts = encodeParts(result === undefined ? null : result);
+    const size = parts.reduce((n, p) => n + p.byteLength, 0);
+    if (data.output.path && size > data.output.threshold) {
+      // Large results go straight to the shared volume; only their shape travels.
+      await writeFileAtomic(data.output.path, parts);
+      const metadata: Record<string, { type: string; size: number }> = {};
+      for (const p of data.savePaths) metadata[p] = shapeOf(getPath(result, p === '' ? [] : p.split('.')));
+      send({ command: 'done', data: { taskId: data.taskId, stored: { size }, metadata } });
+    } else {
+      send({ command: 'done', data: { taskId: data.taskId, value: result === undefined ? null : result } });
+    }
+  };
+
+  const onStop = (taskId: string): void => {
+    const state = tasks.get(taskId);
+    if (!state) {
+      send({ command: 'stopped', data: { taskId } });
+      return;
+    }
+    state.stopping = true;
+    state.abort.abort(new Error('task stopped'));
+    void (async () => {
+      try {
+        await algorithm.stop?.(state.args);
+      } catch (err) {
+        process.stderr.write(`weft: stop() failed: ${toFailure(err).message}\n`);
+      }
+      // The worker is reusable only once start has returned.
+      await state.start?.catch(() => undefined);
+      tasks.delete(taskId);
+      send({ command: 'stopped', data: { taskId } });
+    })();
+  };
+
+  return new Promise<void>((resolve, reject) => {
+    let opened = false;
+    ws.on('open', () => {
+      opened = true;
+    });
+    ws.on('message', (raw: Buffer) => {
+      let frame: SidecarFrame;
+      try {
+        frame = decodeFrame<SidecarFrame>(raw);
+      } catch (err) {
+        process.stderr.write(`weft: dropped a malformed frame from the sidecar: ${toFailure(err).message}\n`);
+        return;
+      }
+      switch (frame.command) {
+        case 'initialize':
+          onInitialize(frame.data);
+          break;
+        case 'start':
+          onStart(frame.data.taskId);
+          break;
+        case 'stop':
+          onStop(frame.data.taskId);
+          break;
+        case 'exit':
+          ws.close();
+          break;
+      }
+    });
+    ws.on('close', () => resolve());
+    ws.on('error', (err) => {
+      if (!opened) reject(new Error(`run(): cannot connect to the sidecar at ${url}: ${err.message}`));
+    });
+  });
+}

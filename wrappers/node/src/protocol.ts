@@ -1,0 +1,66 @@
+/**
+ * The local protocol between the sidecar and the algorithm process: a
+ * WebSocket on 127.0.0.1 carrying one msgpack map per binary frame,
+ * `{command, data}`. docs/protocols.md specifies it for other languages.
+ */
+import { decode, encode } from '@weft/common';
+
+/** Version the wrapper states in its connection URL (`?protocol=1`). */
+export const LOCAL_PROTOCOL_VERSION = 1;
+
+/** Where a staged blob can be read on this machine. */
+export interface StagedBlob {
+  path: string;
+}
+
+/** `initialize` data: the task, with its input (BlobRef extension values stand for staged blobs). */
+export interface InitializeData {
+  taskId: string;
+  jobId: string;
+  nodeName: string;
+  algorithmName: string;
+  pipelineName: string;
+  /** -1 when not a batch item. */
+  batchIndex: number;
+  input: unknown[];
+  /** Storage key -> local file holding that msgpack blob. */
+  storage: Record<string, StagedBlob>;
+  /** Where to write a result larger than threshold bytes (msgpack); omitted: always inline. */
+  output: { path?: string; threshold: number };
+  /** Paths inside the result whose shape to report when it is stored. */
+  savePaths: string[];
+  attempt: number;
+  kind: string;
+}
+
+export type SidecarFrame =
+  | { command: 'initialize'; data: InitializeData }
+  | { command: 'start'; data: { taskId: string } }
+  | { command: 'stop'; data: { taskId: string; forceStop: boolean; reason: string } }
+  | { command: 'exit'; data: { exitCode: number } };
+
+export interface WireFailure {
+  type: string;
+  message: string;
+  stack: string;
+}
+
+export type AlgorithmFrame =
+  | { command: 'initialized'; data: { taskId: string } }
+  | { command: 'started'; data: { taskId: string } }
+  | { command: 'progress'; data: { taskId: string; percent: number; message: string } }
+  | { command: 'done'; data: { taskId: string; value?: unknown; stored?: { size: number }; metadata?: Record<string, { type: string; size: number }> } }
+  | { command: 'errorMessage'; data: { taskId: string; error: WireFailure } }
+  | { command: 'stopped'; data: { taskId: string } };
+
+export function encodeFrame(frame: SidecarFrame | AlgorithmFrame): Buffer {
+  return encode(frame);
+}
+
+export function decodeFrame<T extends SidecarFrame | AlgorithmFrame>(bytes: Uint8Array): T {
+  const f = decode(bytes) as T;
+  if (typeof f !== 'object' || f === null || typeof (f as { command?: unknown }).command !== 'string') {
+    throw new Error('malformed frame: expected a map with a string "command"');
+  }
+  return f;
+}

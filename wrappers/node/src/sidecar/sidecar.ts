@@ -1,0 +1,327 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { hostname } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { credentials, type ClientDuplexStream } from '@grpc/grpc-js';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { decode, encode, openBlobStore, type BlobStore, type Logger } from '@weft/common';
+import { WorkersClient, type Task, type WorkerCommand, type WorkerEvent } from '@weft/proto';
+import { decodeFrame, encodeFrame, type AlgorithmFrame, type SidecarFrame } from '../protocol.js';
+
+/** Version of the worker stream protocol this sidecar speaks (Hello.protocol_version). */
+export const WORKER_PROTOCOL_VERSION = 1;
+
+const RUNNER = fileURLToPath(new URL('../runner.js', import.meta.url));
+
+export interface SidecarOptions {
+  /** host:port of the control plane. */
+  server: string;
+  workerId: string;
+  algorithmName: string;
+  /** 'nodejs' or 'python'. */
+  algorithmEnv: string;
+  algorithmPath: string;
+  entryPoint: string;
+  /** Extra environment for the algorithm process. */
+  algorithmVars: Record<string, string>;
+  /** Don't start the algorithm: wait for one to connect (debugging from an IDE). */
+  attach: boolean;
+  /** Port of the local socket; 0 picks a free one. */
+  socketPort: number;
+  log: Logger;
+}
+
+/**
+ * The sidecar of one worker. Keeps the stream to the control plane, starts
+ * the algorithm's process and relays commands and events between the two,
+ * staging payloads from blob storage on the way in and out.
+ */
+export class Sidecar {
+  private call: ClientDuplexStream<WorkerEvent, WorkerCommand> | undefined;
+  private algo: WebSocket | undefined;
+  private child: ChildProcess | undefined;
+  private readonly wss: WebSocketServer;
+  private store: BlobStore | undefined;
+  private inlineThreshold = 64 * 1024;
+  private heartbeat: NodeJS.Timeout | undefined;
+  private welcomed = false;
+  private readySent = false;
+  /** The task the algorithm holds, with where its large result goes. */
+  private current: { taskId: string; outputKey: string } | undefined;
+  private ending = false;
+  private resolveDone!: (code: number) => void;
+  /** Resolves with the exit code when the sidecar is finished. */
+  readonly done: Promise<number>;
+
+  constructor(private readonly opts: SidecarOptions) {
+    this.done = new Promise((r) => (this.resolveDone = r));
+    this.wss = new WebSocketServer({ host: '127.0.0.1', port: opts.socketPort, perMessageDeflate: false, maxPayload: 0 });
+  }
+
+  /** The URL the algorithm connects to. */
+  async socketUrl(): Promise<string> {
+    await new Promise<void>((resolve, reject) => {
+      if (this.wss.address()) return resolve();
+      this.wss.once('listening', () => resolve());
+      this.wss.once('error', reject);
+    });
+    const addr = this.wss.address();
+    if (typeof addr !== 'object' || addr === null) throw new Error('local socket has no address');
+    return `ws://127.0.0.1:${addr.port}/`;
+  }
+
+  async start(): Promise<void> {
+    const url = await this.socketUrl();
+    this.wss.on('connection', (ws) => this.onAlgorithm(ws));
+    if (this.opts.attach) {
+      this.opts.log.info('waiting for the algorithm to connect', { url: `${url}?protocol=1`, hint: `WEFT_SOCKET_URL=${url}` });
+    } else {
+      this.spawnAlgorithm(url);
+    }
+    this.connect();
+  }
+
+  private spawnAlgorithm(url: string): void {
+    const o = this.opts;
+    let cmd: string;
+    let args: string[];
+    if (o.algorithmEnv === 'nodejs') {
+      cmd = process.execPath;
+      args = [RUNNER];
+    } else {
+      this.fail(`algorithm "${o.algorithmName}": env "${o.algorithmEnv}" cannot run on this sidecar (supported: nodejs)`);
+      return;
+    }
+    const child = spawn(cmd, args, {
+      cwd: o.algorithmPath || process.cwd(),
+      stdio: ['ignore', 'inherit', 'inherit'],
+      env: {
+        ...process.env,
+        ...o.algorithmVars,
+        WEFT_SOCKET_URL: url,
+        WEFT_ALGORITHM_PATH: o.algorithmPath,
+        WEFT_ALGORITHM_ENTRY: o.entryPoint,
+      },
+    });
+    this.child = child;
+    child.on('exit', (code, signal) => this.algorithmGone(`algorithm process exited (code ${code}, signal ${signal})`));
+    child.on('error', (err) => this.algorithmGone(`algorithm process could not start: ${err.message}`));
+  }
+
+  private connect(): void {
+    const client = new WorkersClient(this.opts.server, credentials.createInsecure(), {
+      'grpc.keepalive_time_ms': 10_000,
+    });
+    const call = client.connect();
+    this.call = call;
+    call.on('data', (cmd: WorkerCommand) => this.onCommand(cmd));
+    call.on('error', (err: Error) => this.shutdown(1, `control plane stream failed: ${err.message}`));
+    call.on('end', () => this.shutdown(0, 'control plane ended the stream'));
+    this.emit({
+      event: {
+        $case: 'hello',
+        value: {
+          workerId: this.opts.workerId,
+          algorithmName: this.opts.algorithmName,
+          protocolVersion: WORKER_PROTOCOL_VERSION,
+          pid: process.pid,
+          hostname: hostname(),
+        },
+      },
+    });
+  }
+
+  private emit(ev: WorkerEvent): void {
+    if (this.call && !this.ending) this.call.write(ev);
+  }
+
+  private toAlgorithm(frame: SidecarFrame): void {
+    this.algo?.send(encodeFrame(frame));
+  }
+
+  private maybeReady(): void {
+    if (this.welcomed && this.algo && !this.readySent) {
+      this.readySent = true;
+      this.emit({ event: { $case: 'ready', value: {} } });
+    }
+  }
+
+  private onCommand(cmd: WorkerCommand): void {
+    const c = cmd.command;
+    if (!c) return;
+    switch (c.$case) {
+      case 'welcome': {
+        this.store = openBlobStore(c.value.storage);
+        this.inlineThreshold = c.value.inlineThreshold;
+        const every = Math.max(100, c.value.heartbeatIntervalMs);
+        this.heartbeat = setInterval(() => this.emit({ event: { $case: 'heartbeat', value: {} } }), every);
+        this.welcomed = true;
+        this.maybeReady();
+        return;
+      }
+      case 'initialize':
+        if (c.value.task) this.initialize(c.value.task);
+        return;
+      case 'start':
+        this.toAlgorithm({ command: 'start', data: { taskId: c.value.taskId } });
+        return;
+      case 'stop':
+        this.toAlgorithm({
+          command: 'stop',
+          data: { taskId: c.value.taskId, forceStop: c.value.forceStop, reason: c.value.reason },
+        });
+        return;
+      case 'exit':
+        this.shutdown(c.value.exitCode, `asked to exit: ${c.value.reason}`);
+        return;
+    }
+  }
+
+  private initialize(task: Task): void {
+    const store = this.store;
+    if (!store?.localPath) {
+      this.taskError(task.taskId, 'StorageError', 'the sidecar has no local view of the blob storage');
+      return;
+    }
+    let input: unknown;
+    const storage: Record<string, { path: string }> = {};
+    try {
+      input = task.input.byteLength > 0 ? decode(task.input) : [];
+      for (const key of task.inputKeys) storage[key] = { path: store.localPath(key) };
+    } catch (err) {
+      this.taskError(task.taskId, 'InputError', err instanceof Error ? err.message : String(err));
+      return;
+    }
+    this.current = { taskId: task.taskId, outputKey: task.outputKey };
+    this.toAlgorithm({
+      command: 'initialize',
+      data: {
+        taskId: task.taskId,
+        jobId: task.jobId,
+        nodeName: task.nodeName,
+        algorithmName: task.algorithmName,
+        pipelineName: task.pipelineName,
+        batchIndex: task.batchIndex,
+        input: Array.isArray(input) ? input : [input],
+        storage,
+        output: task.outputKey
+          ? { path: store.localPath(task.outputKey), threshold: this.inlineThreshold }
+          : { threshold: this.inlineThreshold },
+        savePaths: task.savePaths,
+        attempt: task.attempt,
+        kind: task.kind,
+      },
+    });
+  }
+
+  private taskError(taskId: string, type: string, message: string): void {
+    this.emit({ event: { $case: 'error', value: { taskId, failure: { type, message, stack: '', crash: false } } } });
+  }
+
+  private onAlgorithm(ws: WebSocket): void {
+    if (this.algo) {
+      // One algorithm per worker: a second connection is refused.
+      ws.close(4001, 'another algorithm is already connected');
+      return;
+    }
+    this.algo = ws;
+    ws.on('message', (raw: Buffer) => {
+      try {
+        this.onFrame(decodeFrame<AlgorithmFrame>(raw));
+      } catch (err) {
+        this.opts.log.warn('malformed frame from the algorithm', { err });
+      }
+    });
+    ws.on('close', () => this.algorithmGone('algorithm closed its connection'));
+    this.maybeReady();
+  }
+
+  private onFrame(f: AlgorithmFrame): void {
+    switch (f.command) {
+      case 'initialized':
+        this.emit({ event: { $case: 'initialized', value: { taskId: f.data.taskId } } });
+        return;
+      case 'started':
+        this.emit({ event: { $case: 'started', value: { taskId: f.data.taskId } } });
+        return;
+      case 'progress':
+        this.emit({
+          event: { $case: 'progress', value: { taskId: f.data.taskId, percent: f.data.percent, message: f.data.message } },
+        });
+        return;
+      case 'done': {
+        const cur = this.current;
+        this.current = undefined;
+        const metadata: Record<string, { type: string; size: number }> = {};
+        for (const [k, v] of Object.entries(f.data.metadata ?? {})) metadata[k] = { type: v.type, size: v.size };
+        const result = f.data.stored
+          ? { kind: { $case: 'ref' as const, value: { key: cur?.outputKey ?? '', size: f.data.stored.size } } }
+          : { kind: { $case: 'inline' as const, value: encode(f.data.value ?? null) } };
+        this.emit({ event: { $case: 'done', value: { taskId: f.data.taskId, result, metadata } } });
+        return;
+      }
+      case 'errorMessage':
+        this.current = undefined;
+        this.emit({
+          event: {
+            $case: 'error',
+            value: {
+              taskId: f.data.taskId,
+              failure: { type: f.data.error.type, message: f.data.error.message, stack: f.data.error.stack, crash: false },
+            },
+          },
+        });
+        return;
+      case 'stopped':
+        this.current = undefined;
+        this.emit({ event: { $case: 'stopped', value: { taskId: f.data.taskId } } });
+        return;
+    }
+  }
+
+  /** The algorithm is gone: a crash when it held a task. The worker ends either way. */
+  private algorithmGone(reason: string): void {
+    if (this.ending) return;
+    const cur = this.current;
+    this.emit({
+      event: {
+        $case: 'error',
+        value: { taskId: cur?.taskId ?? '', failure: { type: 'Crash', message: reason, stack: '', crash: true } },
+      },
+    });
+    this.shutdown(1, reason);
+  }
+
+  private fail(reason: string): void {
+    this.opts.log.error(reason);
+    this.emit({
+      event: { $case: 'error', value: { taskId: '', failure: { type: 'StartError', message: reason, stack: '', crash: false } } },
+    });
+    this.shutdown(1, reason);
+  }
+
+  /** Ends the worker: stops the algorithm, closes the stream, resolves done. */
+  shutdown(code: number, reason: string): void {
+    if (this.ending) return;
+    this.opts.log.info('sidecar exiting', { reason });
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    if (this.algo && this.algo.readyState === this.algo.OPEN) {
+      this.toAlgorithm({ command: 'exit', data: { exitCode: code } });
+    }
+    this.ending = true;
+    this.call?.end();
+    const child = this.child;
+    const finish = (): void => {
+      this.wss.close();
+      this.resolveDone(code);
+    };
+    if (child && child.exitCode === null && child.signalCode === null) {
+      const kill = setTimeout(() => child.kill('SIGKILL'), 2000);
+      child.once('exit', () => {
+        clearTimeout(kill);
+        finish();
+      });
+    } else {
+      finish();
+    }
+  }
+}
