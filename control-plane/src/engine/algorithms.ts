@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import { extract } from 'tar';
 import { invalid } from '@weft/common';
-import type { AlgorithmSpec } from '@weft/proto';
+import { AlgorithmSpec } from '@weft/proto';
 import type { AlgorithmDef } from '../executor/port.js';
 import type { StateStore } from '../store/port.js';
 
@@ -94,7 +94,8 @@ export class AlgorithmRegistry {
 
   async load(): Promise<void> {
     for (const rec of await this.store.listAlgorithms()) {
-      const spec = rec.spec as unknown as AlgorithmSpec;
+      // Stored in the message's JSON form, which omits default values.
+      const spec = AlgorithmSpec.fromJSON(rec.spec);
       try {
         this.defs.set(rec.name, await this.materialize(normalizeAlgorithm(spec)));
       } catch {
@@ -111,9 +112,9 @@ export class AlgorithmRegistry {
     return this.defs.has(name);
   }
 
-  async apply(spec: AlgorithmSpec, toJson: (s: AlgorithmSpec) => Record<string, unknown>): Promise<AlgorithmDef> {
+  async apply(spec: AlgorithmSpec): Promise<AlgorithmDef> {
     const def = await this.materialize(normalizeAlgorithm(spec));
-    await this.store.putAlgorithm(spec.name, toJson(spec));
+    await this.store.putAlgorithm(spec.name, AlgorithmSpec.toJSON(spec) as Record<string, unknown>);
     this.defs.set(spec.name, def);
     return def;
   }

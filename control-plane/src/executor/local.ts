@@ -54,6 +54,9 @@ export class LocalExecutor implements Executor {
     try {
       child = spawn(process.execPath, [SIDECAR], {
         stdio: ['ignore', fd, fd],
+        // Its own process group: the sidecar and the algorithm it starts are
+        // killed together, even when the algorithm never looks at its socket.
+        detached: true,
         env: {
           ...process.env,
           ...this.opts.extraEnv,
@@ -91,7 +94,12 @@ export class LocalExecutor implements Executor {
       pid: child.pid,
       logPath,
       kill: (signal = 'SIGTERM') => {
-        if (!exited) child.kill(signal);
+        if (child.pid === undefined) return;
+        try {
+          process.kill(-child.pid, signal);
+        } catch {
+          // The group is already gone.
+        }
       },
       onExit: (cb) => {
         exitCbs.push(cb);

@@ -152,7 +152,7 @@ export async function startControlPlane(config: ControlPlaneConfig): Promise<Con
       const file = join(dir, entry, 'algorithms.yaml');
       if (!existsSync(file)) continue;
       for (const spec of loadAlgorithmFile(file)) {
-        const def = await algorithms.apply(spec, (s) => s as unknown as Record<string, unknown>);
+        const def = await algorithms.apply(spec);
         log.info('algorithm registered', { algorithm: def.name, from: file });
       }
     }

@@ -95,7 +95,7 @@ export function algorithmStore(d: HandlerDeps): AlgorithmStoreServer & UntypedSe
     apply: unary(d.log, 'AlgorithmStore.Apply', async (req) => {
       if (!req.spec) throw invalid('spec', 'is required');
       const spec = req.spec;
-      const def = await d.algorithms.apply(spec, (s) => AlgorithmSpec.toJSON(s) as Record<string, unknown>);
+      const def = await d.algorithms.apply(spec);
       if (def.minHotWorkers > 0) d.dispatcher.ensureHot(def.name);
       const rec = (await d.store.getAlgorithm(spec.name))!;
       return { spec: AlgorithmSpec.fromJSON(rec.spec), created: rec.created, modified: rec.modified };

@@ -1,0 +1,184 @@
+/** Benchmarks through the full control plane and its Jobs gRPC API. */
+import { copyFileSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Bench } from './cp.js';
+import { median, summarize, type Summary } from './stats.js';
+import { MiB, parentPid, procCpuMs, sleep } from './util.js';
+
+/** Runs small batches of { warm } items until `n` distinct worker processes have answered. */
+export async function warmPool(b: Bench, alg: string, n: number, timeoutMs = 30_000): Promise<number[]> {
+  const pids = new Set<number>();
+  const deadline = Date.now() + timeoutMs;
+  while (pids.size < n) {
+    if (Date.now() > deadline) throw new Error(`only ${pids.size} of ${n} "${alg}" workers came up within ${timeoutMs} ms`);
+    const items = Array.from({ length: Math.max(20, 4 * n) }, () => ({ warm: 25 }));
+    const r = await b.run(`warm-${alg}`, [{ nodeName: 'W', algorithmName: alg, input: ['#@flowInput.items'] }], { items });
+    for (const v of await b.values(r.jobId)) if (typeof v === 'number') pids.add(v);
+    if (pids.size < n) await sleep(50);
+  }
+  return [...pids];
+}
+
+export interface LatencyResult {
+  jobs: number;
+  latencyMs: Summary;
+}
+
+/** Exec → completed of a one-node pipeline, sequential jobs on a warm worker. */
+export async function execLatency(b: Bench, alg: string, warmup: number, jobs: number): Promise<LatencyResult> {
+  const nodes = [{ nodeName: 'E', algorithmName: alg, input: ['@flowInput.x'] }];
+  for (let i = 0; i < warmup; i++) await b.run('latency', nodes, { x: i });
+  const samples: number[] = [];
+  for (let i = 0; i < jobs; i++) samples.push((await b.run('latency', nodes, { x: i })).ms);
+  const check = await b.run('latency', nodes, { x: 1 });
+  const v = await b.values(check.jobId);
+  if (v.length !== 1 || v[0] !== null) throw new Error(`unexpected result of the empty task: ${JSON.stringify(v)}`);
+  return { jobs, latencyMs: summarize(samples) };
+}
+
+export interface BatchResult {
+  maxWorkers: number;
+  items: number;
+  ms: number;
+  tasksPerSec: number;
+  /** CPU time during the batch, ms: this process (control plane + client), the sidecars, the algorithm processes. */
+  cpuMs: { controlPlane: number; sidecars: number | undefined; algorithms: number | undefined };
+}
+
+function workerCpu(pids: number[]): { sidecars: number | undefined; algorithms: number | undefined } {
+  let alg = 0;
+  let side = 0;
+  for (const pid of pids) {
+    const a = procCpuMs(pid);
+    const pp = parentPid(pid);
+    const s = pp ? procCpuMs(pp) : undefined;
+    if (a === undefined || s === undefined) return { sidecars: undefined, algorithms: undefined };
+    alg += a;
+    side += s;
+  }
+  return { sidecars: side, algorithms: alg };
+}
+
+/** One job whose single node fans out over `items` small numbers. */
+export async function batchThroughput(b: Bench, alg: string, maxWorkers: number, items: number, pids: number[]): Promise<BatchResult> {
+  const flow = { items: Array.from({ length: items }, (_, i) => i) };
+  const nodes = [{ nodeName: 'B', algorithmName: alg, input: ['#@flowInput.items'] }];
+  const c0 = process.cpuUsage();
+  const w0 = workerCpu(pids);
+  const r = await b.run('batch', nodes, flow);
+  const c1 = process.cpuUsage(c0);
+  const w1 = workerCpu(pids);
+  const res = await b.result(r.jobId);
+  if (res.results.length !== items) throw new Error(`batch job returned ${res.results.length} results, expected ${items}`);
+  const diff = (x: number | undefined, y: number | undefined): number | undefined =>
+    x === undefined || y === undefined ? undefined : y - x;
+  return {
+    maxWorkers,
+    items,
+    ms: r.ms,
+    tasksPerSec: items / (r.ms / 1000),
+    cpuMs: {
+      controlPlane: (c1.user + c1.system) / 1000,
+      sidecars: diff(w0.sidecars, w1.sidecars),
+      algorithms: diff(w0.algorithms, w1.algorithms),
+    },
+  };
+}
+
+/** A fresh control plane with one pool of `empty` workers, warm; then the 10,000-item batch. */
+export async function batchOnFreshPlane(maxWorkers: number, items: number, jitWarmupItems: number): Promise<BatchResult> {
+  const b = await Bench.start(`batch${maxWorkers}`);
+  try {
+    const alg = 'empty';
+    await b.apply({ name: alg, code: 'empty', minHotWorkers: maxWorkers, maxWorkers });
+    const pids = await warmPool(b, alg, maxWorkers);
+    await b.run('warm-batch', [{ nodeName: 'B', algorithmName: alg, input: ['#@flowInput.items'] }], {
+      items: Array.from({ length: jitWarmupItems }, (_, i) => i),
+    });
+    return await batchThroughput(b, alg, maxWorkers, items, pids);
+  } finally {
+    await b.close();
+  }
+}
+
+export interface HandoffResult {
+  sizeMiB: number;
+  runs: number;
+  handoffMs: number[];
+  medianHandoffMs: number;
+  handoffMiBps: number;
+  jobMs: number[];
+  copyFileSyncMs: number[];
+  copyFileSyncMiBps: number;
+  readWriteMs: number[];
+  readWriteMiBps: number;
+}
+
+/** 64 MiB from a producer node to a consumer node via the filesystem blob store, against plain copies. */
+export async function handoff(runs: number): Promise<HandoffResult> {
+  const SIZE = 64 * MiB;
+  const b = await Bench.start('handoff');
+  try {
+    const tsDir = join(b.dir, 'stamps');
+    mkdirSync(tsDir, { recursive: true });
+    const env = { BENCH_TS_DIR: tsDir };
+    await b.apply({ name: 'bigproducer', code: 'bigproducer', minHotWorkers: 1, maxWorkers: 1, mem: '512Mi', env });
+    await b.apply({ name: 'bigconsumer', code: 'bigconsumer', minHotWorkers: 1, maxWorkers: 1, mem: '512Mi', env });
+    const nodes = [
+      { nodeName: 'P', algorithmName: 'bigproducer', input: ['@flowInput.run'] },
+      { nodeName: 'C', algorithmName: 'bigconsumer', input: ['@P'] },
+    ];
+    const stamp = (who: string, jobId: string): number => Number(readFileSync(join(tsDir, `${who}-${jobId}`), 'utf8'));
+    const once = async (run: number): Promise<{ handoff: number; job: number }> => {
+      const r = await b.run('handoff', nodes, { run });
+      const v = await b.values(r.jobId);
+      if (v[0] !== SIZE) throw new Error(`consumer returned ${JSON.stringify(v)}, expected ${SIZE}`);
+      return { handoff: stamp('consumer', r.jobId) - stamp('producer', r.jobId), job: r.ms };
+    };
+    await once(-1); // warm: both workers up, the producer's buffer built
+    const handoffMs: number[] = [];
+    const jobMs: number[] = [];
+    for (let i = 0; i < runs; i++) {
+      const r = await once(i);
+      handoffMs.push(r.handoff);
+      jobMs.push(r.job);
+    }
+
+    // Plain copies of a 64 MiB file on the same filesystem (the data dir), page cache warm.
+    const src = join(b.dir, 'copy-src.bin');
+    const data = Buffer.allocUnsafe(SIZE);
+    for (let i = 0; i < SIZE; i += 4) data.writeUInt32LE((i * 2654435761) >>> 0, i);
+    writeFileSync(src, data);
+    readFileSync(src);
+    const time = (fn: (dst: string) => void): number[] => {
+      const out: number[] = [];
+      for (let i = 0; i <= runs; i++) {
+        const dst = join(b.dir, `copy-dst-${i}.bin`);
+        const t0 = performance.now();
+        fn(dst);
+        const ms = performance.now() - t0;
+        unlinkSync(dst);
+        if (i > 0) out.push(ms); // the first is a warm-up
+      }
+      return out;
+    };
+    const copyFileSyncMs = time((dst) => copyFileSync(src, dst));
+    const readWriteMs = time((dst) => writeFileSync(dst, readFileSync(src)));
+    const mibps = (ms: number): number => (SIZE / MiB) / (ms / 1000);
+    const medianHandoffMs = median(handoffMs);
+    return {
+      sizeMiB: SIZE / MiB,
+      runs,
+      handoffMs,
+      medianHandoffMs,
+      handoffMiBps: mibps(medianHandoffMs),
+      jobMs,
+      copyFileSyncMs,
+      copyFileSyncMiBps: mibps(median(copyFileSyncMs)),
+      readWriteMs,
+      readWriteMiBps: mibps(median(readWriteMs)),
+    };
+  } finally {
+    await b.close();
+  }
+}

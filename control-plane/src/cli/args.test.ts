@@ -1,0 +1,157 @@
+import { describe, expect, it } from 'vitest';
+import { parseCommandLine, parsePort, resolveServer, suggest, type Invocation } from './args.js';
+import { UsageError } from './errors.js';
+import { helpText } from './help.js';
+import { HANDLERS } from './run.js';
+import { FLAGS, TREE, isGroup, type CommandSpec } from './spec.js';
+
+const env = {};
+
+function runInvocation(argv: string[], e: Record<string, string> = env): Extract<Invocation, { kind: 'run' }> {
+  const inv = parseCommandLine(argv, e);
+  if (inv.kind !== 'run') throw new Error(`expected a command, got help for ${inv.path.join(' ')}`);
+  return inv;
+}
+
+function usageError(argv: string[]): UsageError {
+  try {
+    parseCommandLine(argv, env);
+  } catch (err) {
+    if (err instanceof UsageError) return err;
+    throw err;
+  }
+  throw new Error('expected a usage error');
+}
+
+const commands: CommandSpec[] = TREE.flatMap((entry) => (isGroup(entry) ? [...entry.commands] : [entry]));
+
+describe('parseCommandLine', () => {
+  it('parses a command with flags anywhere on the line', () => {
+    const inv = runInvocation([
+      '-o',
+      'json',
+      'exec',
+      'raw',
+      '--wait',
+      '-f',
+      'p.yaml',
+      '--server',
+      'h:1',
+      '--input=i.yaml',
+    ]);
+    expect(inv.command.path).toEqual(['exec', 'raw']);
+    expect(inv.flags).toEqual({ wait: true, file: 'p.yaml', input: 'i.yaml' });
+    expect(inv.output).toBe('json');
+    expect(inv.server).toBe('h:1');
+    expect(inv.args).toEqual([]);
+  });
+
+  it('collects positional arguments', () => {
+    const inv = runInvocation(['exec', 'stop', 'job-1', '--reason', 'no longer needed']);
+    expect(inv.args).toEqual(['job-1']);
+    expect(inv.flags.reason).toBe('no longer needed');
+    expect(inv.output).toBe('text');
+  });
+
+  it('parses server flags, which take values that look like flags', () => {
+    const inv = runInvocation(['server', '--port', '0', '--metrics-port', '-1', '--data-dir', '/tmp/w']);
+    expect(inv.flags).toEqual({ wait: false, port: '0', 'metrics-port': '-1', 'data-dir': '/tmp/w' });
+  });
+
+  it('answers --help at every level with exit code 0', () => {
+    expect(parseCommandLine(['--help'], env)).toEqual({ kind: 'help', path: [], exitCode: 0 });
+    expect(parseCommandLine(['exec', '-h'], env)).toEqual({ kind: 'help', path: ['exec'], exitCode: 0 });
+    expect(parseCommandLine(['exec', 'raw', '-h'], env)).toEqual({ kind: 'help', path: ['exec', 'raw'], exitCode: 0 });
+    // Help wins over an otherwise incomplete command line.
+    expect(parseCommandLine(['exec', 'status', '--help'], env)).toMatchObject({ kind: 'help', exitCode: 0 });
+  });
+
+  it('shows help with exit code 2 when a command is incomplete', () => {
+    expect(parseCommandLine([], env)).toEqual({ kind: 'help', path: [], exitCode: 2 });
+    expect(parseCommandLine(['pipeline'], env)).toEqual({ kind: 'help', path: ['pipeline'], exitCode: 2 });
+  });
+
+  it('rejects unknown commands with a hint', () => {
+    expect(usageError(['algoritm', 'ls']).message).toBe(
+      `unknown command "algoritm" (did you mean "algorithm"?); run 'weft --help'`,
+    );
+    expect(usageError(['exec', 'wach', 'j']).message).toContain('(did you mean "watch"?)');
+    expect(usageError(['frobnicate']).message).toBe(`unknown command "frobnicate"; run 'weft --help'`);
+    expect(usageError(['exec', 'wach']).exitCode).toBe(2);
+  });
+
+  it('rejects flags the command does not take', () => {
+    expect(usageError(['algorithm', 'ls', '--wait']).message).toBe(
+      "unknown flag --wait; run 'weft algorithm ls --help'",
+    );
+    expect(usageError(['exec', 'raw', '-f', 'x', '--wiat']).message).toContain('(did you mean --wait?)');
+    expect(usageError(['server', '-o', 'json']).message).toContain('unknown flag -o');
+    expect(usageError(['--bogus']).message).toContain('unknown flag --bogus');
+  });
+
+  it('checks arguments, values and required flags', () => {
+    expect(usageError(['exec', 'status']).message).toBe('missing JOB; usage: weft exec status JOB [flags]');
+    expect(usageError(['exec', 'status', 'a', 'b']).message).toContain('unexpected argument "b"');
+    expect(usageError(['exec', 'raw']).message).toBe('missing -f FILE; usage: weft exec raw -f FILE [flags]');
+    expect(usageError(['exec', 'raw', '-f']).message).toContain('-f needs a value');
+    expect(usageError(['exec', 'raw', '-f', 'x', '--wait=yes']).message).toBe('--wait takes no value');
+    expect(usageError(['algorithm', 'ls', '-o', 'yaml']).message).toContain('unknown output format "yaml"');
+  });
+});
+
+describe('resolveServer', () => {
+  it('prefers the flag, then WEFT_SERVER, then localhost:50051', () => {
+    expect(resolveServer('a:1', { WEFT_SERVER: 'b:2' })).toBe('a:1');
+    expect(resolveServer(undefined, { WEFT_SERVER: 'b:2' })).toBe('b:2');
+    expect(resolveServer(undefined, {})).toBe('localhost:50051');
+    expect(runInvocation(['algorithm', 'ls'], { WEFT_SERVER: 'b:2' }).server).toBe('b:2');
+  });
+
+  it('adds the default port to a bare host', () => {
+    expect(resolveServer('example.org', {})).toBe('example.org:50051');
+  });
+});
+
+describe('parsePort', () => {
+  it('accepts 0-65535 and, when allowed, -1', () => {
+    expect(parsePort('port', undefined)).toBeUndefined();
+    expect(parsePort('port', '50051')).toBe(50051);
+    expect(parsePort('metrics-port', '-1', true)).toBe(-1);
+    expect(() => parsePort('port', '-1')).toThrow(UsageError);
+    expect(() => parsePort('port', '70000')).toThrow('--port must be a port number, got "70000"');
+    expect(() => parsePort('port', '1.5')).toThrow(UsageError);
+  });
+});
+
+describe('suggest', () => {
+  it('finds near misses and prefixes only', () => {
+    expect(suggest('pipline', ['pipeline', 'exec'])).toBe('pipeline');
+    expect(suggest('del', ['delete', 'get'])).toBe('delete');
+    expect(suggest('xyz', ['delete', 'get'])).toBeUndefined();
+  });
+});
+
+describe('command tree', () => {
+  it('has a handler for every command', () => {
+    for (const cmd of commands) expect(HANDLERS[cmd.path.join(' ')], cmd.path.join(' ')).toBeTypeOf('function');
+    expect(Object.keys(HANDLERS)).toHaveLength(commands.length);
+  });
+
+  it('lists every command and flag in the help', () => {
+    const top = helpText([]);
+    for (const entry of TREE) expect(top).toContain(isGroup(entry) ? entry.name : entry.path[0]);
+    for (const cmd of commands) {
+      const text = helpText(cmd.path);
+      expect(text).toContain(`Usage: weft ${cmd.path.join(' ')}`);
+      for (const [name] of cmd.flags) expect(text).toContain(`--${name}`);
+      if (cmd.globals) expect(text).toContain('--server HOST:PORT');
+      else expect(text).not.toContain('--server');
+      if (cmd.path.length > 1) expect(helpText(cmd.path.slice(0, 1))).toContain(cmd.summary);
+    }
+  });
+
+  it('gives every short flag to one flag only', () => {
+    const shorts = Object.values(FLAGS).flatMap((f: { short?: string }) => (f.short ? [f.short] : []));
+    expect(new Set(shorts).size).toBe(shorts.length);
+  });
+});

@@ -1,0 +1,240 @@
+import { parseArgs } from 'node:util';
+import { UsageError } from './errors.js';
+import { FLAGS, GLOBAL_FLAGS, TREE, entryName, isGroup, type CommandSpec, type FlagName } from './spec.js';
+import { flagSynopsis, usageLine } from './help.js';
+
+/** Where the CLI looks for the control plane when neither --server nor WEFT_SERVER is set. */
+export const DEFAULT_SERVER = 'localhost:50051';
+
+/** How results are printed on stdout. */
+export type OutputFormat = 'text' | 'json';
+
+/** The flags of one invocation, typed. Only flags the command accepts can be set. */
+export interface Flags {
+  file?: string;
+  input?: string;
+  wait: boolean;
+  reason?: string;
+  pipeline?: string;
+  status?: string;
+  port?: string;
+  host?: string;
+  'data-dir'?: string;
+  'metrics-port'?: string;
+}
+
+/** What the command line asks for. */
+export type Invocation =
+  | {
+      kind: 'help';
+      /** Command words to describe; see helpText. */
+      path: string[];
+      /** 0 when help was asked for (stdout), 2 when the command was incomplete (stderr). */
+      exitCode: 0 | 2;
+    }
+  | {
+      kind: 'run';
+      command: CommandSpec;
+      /** Positional arguments after the command words, one per `command.args`. */
+      args: string[];
+      flags: Flags;
+      output: OutputFormat;
+      /** Control plane address, HOST:PORT. */
+      server: string;
+    };
+
+const PARSE_OPTIONS = Object.fromEntries(
+  Object.entries(FLAGS).map(([name, spec]) => [
+    name,
+    'short' in spec ? { type: spec.type, short: spec.short } : { type: spec.type },
+  ]),
+) as Record<FlagName, { type: 'string' | 'boolean'; short?: string }>;
+
+function isFlagName(name: string): name is FlagName {
+  return Object.hasOwn(FLAGS, name);
+}
+
+/** Levenshtein distance, for "did you mean" hints on short words. */
+function distance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      cur[j] = Math.min((prev[j] ?? 0) + 1, (cur[j - 1] ?? 0) + 1, (prev[j - 1] ?? 0) + cost);
+    }
+    prev = cur;
+  }
+  return prev[b.length] ?? 0;
+}
+
+/** The closest candidate to a mistyped word, if one is close enough to be a likely typo. */
+export function suggest(word: string, candidates: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const candidate of candidates) {
+    const d = candidate.startsWith(word) && word.length > 0 ? 0 : distance(word, candidate);
+    if (d < bestDistance) {
+      best = candidate;
+      bestDistance = d;
+    }
+  }
+  return bestDistance <= Math.max(1, Math.floor(word.length / 3)) ? best : undefined;
+}
+
+function unknownWord(kind: string, word: string, candidates: readonly string[], helpPath: string): UsageError {
+  const guess = suggest(word, candidates);
+  const hint = guess ? ` (did you mean "${guess}"?)` : '';
+  return new UsageError(`unknown ${kind} "${word}"${hint}; run '${helpPath} --help'`);
+}
+
+/**
+ * Resolves the address of the control plane: the --server flag, else
+ * WEFT_SERVER, else localhost:50051. A bare host gets the default port.
+ */
+export function resolveServer(flag: string | undefined, env: Readonly<Record<string, string | undefined>>): string {
+  const raw = (flag ?? env['WEFT_SERVER'] ?? '').trim();
+  if (raw === '') return DEFAULT_SERVER;
+  // grpc-js would otherwise pick port 443 for a bare host name.
+  return /:\d+$/.test(raw) ? raw : `${raw}:50051`;
+}
+
+/**
+ * Parses a port flag such as --port: an integer from 0 to 65535, or -1 when
+ * `allowDisable` (the metrics endpoint reads -1 as "off"). Throws a UsageError otherwise.
+ */
+export function parsePort(flag: string, value: string | undefined, allowDisable = false): number | undefined {
+  if (value === undefined) return undefined;
+  if (allowDisable && value === '-1') return -1;
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n > 65535) throw new UsageError(`--${flag} must be a port number, got "${value}"`);
+  return n;
+}
+
+/**
+ * Parses the arguments after `weft` against the command tree. Throws
+ * {@link UsageError} for anything it cannot make sense of, with a hint.
+ */
+export function parseCommandLine(
+  argv: readonly string[],
+  env: Readonly<Record<string, string | undefined>>,
+): Invocation {
+  // strict: false so an unknown flag becomes a token we can report with a hint
+  // pointing at the right help page, instead of Node's generic message.
+  const { positionals, tokens } = parseArgs({
+    args: [...argv],
+    options: PARSE_OPTIONS,
+    strict: false,
+    allowPositionals: true,
+    tokens: true,
+  });
+  const options = tokens.filter((t) => t.kind === 'option');
+  const wantsHelp = options.some((t) => t.name === 'help');
+
+  // Resolve the command words.
+  const first = positionals[0];
+  if (first === undefined) {
+    const stray = options.find((t) => t.name !== 'help');
+    if (stray && !isFlagName(stray.name))
+      throw unknownFlag(
+        stray.rawName,
+        'weft',
+        GLOBAL_FLAGS.map(([name]) => name),
+      );
+    return { kind: 'help', path: [], exitCode: wantsHelp ? 0 : 2 };
+  }
+  const top = TREE.find((entry) => entryName(entry) === first);
+  if (!top) {
+    throw unknownWord(
+      'command',
+      first,
+      TREE.map((entry) => entryName(entry)),
+      'weft',
+    );
+  }
+  let command: CommandSpec;
+  let depth: number;
+  if (isGroup(top)) {
+    const second = positionals[1];
+    if (second === undefined) return { kind: 'help', path: [top.name], exitCode: wantsHelp ? 0 : 2 };
+    const found = top.commands.find((c) => entryName(c) === second);
+    if (!found) {
+      throw unknownWord(
+        `${top.name} command`,
+        second,
+        top.commands.map((c) => entryName(c)),
+        `weft ${top.name}`,
+      );
+    }
+    command = found;
+    depth = 2;
+  } else {
+    command = top;
+    depth = 1;
+  }
+  const where = `weft ${command.path.join(' ')}`;
+  if (wantsHelp) return { kind: 'help', path: [...command.path], exitCode: 0 };
+
+  // Validate the flags against this command.
+  const allowed = new Set<FlagName>(command.flags.map(([name]) => name));
+  if (command.globals) for (const [name] of GLOBAL_FLAGS) allowed.add(name);
+  const given = new Map<FlagName, string | boolean>();
+  for (const token of options) {
+    if (!isFlagName(token.name) || !allowed.has(token.name)) throw unknownFlag(token.rawName, where, [...allowed]);
+    const name = token.name;
+    if (FLAGS[name].type === 'string') {
+      if (token.value === undefined) throw new UsageError(`${token.rawName} needs a value; run '${where} --help'`);
+      given.set(name, token.value);
+    } else {
+      if (token.value !== undefined) throw new UsageError(`${token.rawName} takes no value`);
+      given.set(name, true);
+    }
+  }
+
+  const args = positionals.slice(depth);
+  if (args.length < command.args.length) {
+    throw new UsageError(`missing ${command.args.slice(args.length).join(' ')}; usage: ${usageLine(command)}`);
+  }
+  if (args.length > command.args.length) {
+    throw new UsageError(`unexpected argument "${args[command.args.length]}"; usage: ${usageLine(command)}`);
+  }
+  for (const name of command.required ?? []) {
+    if (!given.has(name)) throw new UsageError(`missing ${flagSynopsis(name)}; usage: ${usageLine(command)}`);
+  }
+
+  const str = (name: FlagName): string | undefined => {
+    const v = given.get(name);
+    return typeof v === 'string' ? v : undefined;
+  };
+  const output = str('output') ?? 'text';
+  if (output !== 'text' && output !== 'json') {
+    throw new UsageError(`unknown output format "${output}"; use -o json or -o text`);
+  }
+  const flags: Flags = { wait: given.get('wait') === true };
+  for (const name of [
+    'file',
+    'input',
+    'reason',
+    'pipeline',
+    'status',
+    'port',
+    'host',
+    'data-dir',
+    'metrics-port',
+  ] as const) {
+    const v = str(name);
+    if (v !== undefined) flags[name] = v;
+  }
+  return { kind: 'run', command, args, flags, output, server: resolveServer(str('server'), env) };
+}
+
+function unknownFlag(raw: string, where: string, allowed: readonly FlagName[]): UsageError {
+  const guess = raw.startsWith('--')
+    ? suggest(
+        raw,
+        allowed.map((name) => `--${name}`),
+      )
+    : undefined;
+  const hint = guess ? ` (did you mean ${guess}?)` : '';
+  return new UsageError(`unknown flag ${raw}${hint}; run '${where} --help'`);
+}

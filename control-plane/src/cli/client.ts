@@ -1,0 +1,59 @@
+import { credentials, type ChannelOptions, type ServiceError } from '@grpc/grpc-js';
+import { AlgorithmStoreClient, JobsClient, PipelineStoreClient } from '@weft/proto';
+
+// Results of a large batch can exceed grpc-js's 4 MiB default; the CLI would
+// rather print them than fail.
+const CHANNEL_OPTIONS: ChannelOptions = { 'grpc.max_receive_message_length': -1 };
+
+/**
+ * The gRPC clients of one invocation, created on first use. All share the
+ * address; close() releases their channels so the process can exit.
+ */
+export class Clients {
+  private algorithmsClient: AlgorithmStoreClient | undefined;
+  private pipelinesClient: PipelineStoreClient | undefined;
+  private jobsClient: JobsClient | undefined;
+
+  constructor(
+    /** HOST:PORT of the control plane. */
+    readonly address: string,
+  ) {}
+
+  /** The AlgorithmStore service. */
+  get algorithms(): AlgorithmStoreClient {
+    this.algorithmsClient ??= new AlgorithmStoreClient(this.address, credentials.createInsecure(), CHANNEL_OPTIONS);
+    return this.algorithmsClient;
+  }
+
+  /** The PipelineStore service. */
+  get pipelines(): PipelineStoreClient {
+    this.pipelinesClient ??= new PipelineStoreClient(this.address, credentials.createInsecure(), CHANNEL_OPTIONS);
+    return this.pipelinesClient;
+  }
+
+  /** The Jobs service. */
+  get jobs(): JobsClient {
+    this.jobsClient ??= new JobsClient(this.address, credentials.createInsecure(), CHANNEL_OPTIONS);
+    return this.jobsClient;
+  }
+
+  /** Closes every channel opened so far. */
+  close(): void {
+    this.algorithmsClient?.close();
+    this.pipelinesClient?.close();
+    this.jobsClient?.close();
+  }
+}
+
+/**
+ * Turns a callback-style unary call into a promise:
+ * `await unary<Algorithm>((cb) => client.get({ name }, cb))`.
+ */
+export function unary<T>(start: (callback: (err: ServiceError | null, res: T) => void) => unknown): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    start((err, res) => {
+      if (err) reject(err);
+      else resolve(res);
+    });
+  });
+}

@@ -1,0 +1,204 @@
+/**
+ * The command tree of `weft` as data: the parser validates against it and the
+ * help text is rendered from it, so the two cannot drift apart.
+ */
+
+/** How a flag is parsed and shown in help. */
+export interface FlagSpec {
+  readonly type: 'string' | 'boolean';
+  /** One-letter alias, e.g. `f` for `-f`. */
+  readonly short?: string;
+  /** Placeholder of the value in help, e.g. `FILE`. */
+  readonly value?: string;
+}
+
+/** Every flag any command accepts. One type per name across all commands. */
+export const FLAGS = {
+  server: { type: 'string', value: 'HOST:PORT' },
+  output: { type: 'string', short: 'o', value: 'FORMAT' },
+  help: { type: 'boolean', short: 'h' },
+  file: { type: 'string', short: 'f', value: 'FILE' },
+  input: { type: 'string', value: 'FILE' },
+  wait: { type: 'boolean' },
+  reason: { type: 'string', value: 'TEXT' },
+  pipeline: { type: 'string', value: 'NAME' },
+  status: { type: 'string', value: 'STATE' },
+  port: { type: 'string', value: 'N' },
+  host: { type: 'string', value: 'HOST' },
+  'data-dir': { type: 'string', value: 'DIR' },
+  'metrics-port': { type: 'string', value: 'N' },
+} as const satisfies Record<string, FlagSpec>;
+
+/** Name of a flag, without dashes. */
+export type FlagName = keyof typeof FLAGS;
+
+/** Flags accepted by every command that talks to the control plane. */
+export const GLOBAL_FLAGS: readonly [FlagName, string][] = [
+  ['server', 'Control plane address (default: $WEFT_SERVER, else localhost:50051)'],
+  ['output', 'Output format: text (default) or json'],
+  ['help', 'Show help'],
+];
+
+/** A command that runs, e.g. `weft exec status JOB`. */
+export interface CommandSpec {
+  /** Words after `weft`, e.g. `['exec', 'status']`. */
+  readonly path: readonly string[];
+  /** One line for command lists. */
+  readonly summary: string;
+  /** Extra help paragraphs. */
+  readonly details?: string;
+  /** Positional arguments, all required, e.g. `['JOB']`. */
+  readonly args: readonly string[];
+  /** Command flags with their help text; the global flags are not listed here. */
+  readonly flags: readonly [FlagName, string][];
+  /** Flags that must be given. */
+  readonly required?: readonly FlagName[];
+  /** False for commands that do not talk to a control plane (no --server, -o). */
+  readonly globals: boolean;
+}
+
+/** A word that only groups commands, e.g. `weft algorithm`. */
+export interface GroupSpec {
+  readonly name: string;
+  readonly summary: string;
+  readonly commands: readonly CommandSpec[];
+}
+
+const WAIT = 'Follow progress on stderr, then print the result; exit 0 only if the job completes';
+const INPUT = 'YAML or JSON file whose content replaces flowInput';
+
+/** The top level of the tree, in help order. */
+export const TREE: readonly (GroupSpec | CommandSpec)[] = [
+  {
+    path: ['server'],
+    summary: 'Run the control plane in the foreground',
+    details: 'Stops gracefully on SIGINT or SIGTERM.',
+    args: [],
+    flags: [
+      ['port', 'gRPC port; 0 picks a free one (env WEFT_PORT, default 50051)'],
+      ['host', 'Address to listen on (env WEFT_HOST, default 127.0.0.1)'],
+      ['data-dir', 'Database, blobs, logs and unpacked code (env WEFT_DATA_DIR, default .weft)'],
+      ['metrics-port', 'Port of /metrics; -1 turns it off (env WEFT_METRICS_PORT, default 9464)'],
+    ],
+    globals: false,
+  },
+  {
+    name: 'algorithm',
+    summary: 'Apply, get, list and delete algorithms',
+    commands: [
+      {
+        path: ['algorithm', 'apply'],
+        summary: 'Create or replace algorithms from a file',
+        details:
+          'FILE holds one algorithm spec in HKube form, or a list or multi-document\n' +
+          'stream of them. A relative code.path is resolved against the directory of FILE.',
+        args: [],
+        flags: [['file', 'YAML or JSON file of algorithm specs']],
+        required: ['file'],
+        globals: true,
+      },
+      { path: ['algorithm', 'get'], summary: 'Print an algorithm spec', args: ['NAME'], flags: [], globals: true },
+      { path: ['algorithm', 'ls'], summary: 'List algorithms', args: [], flags: [], globals: true },
+      { path: ['algorithm', 'delete'], summary: 'Delete an algorithm', args: ['NAME'], flags: [], globals: true },
+    ],
+  },
+  {
+    name: 'pipeline',
+    summary: 'Store, get, list and delete pipelines',
+    commands: [
+      {
+        path: ['pipeline', 'store'],
+        summary: 'Create or replace pipelines from a file',
+        details: 'FILE holds one pipeline descriptor in HKube form, or a list or multi-document stream of them.',
+        args: [],
+        flags: [['file', 'YAML or JSON file of pipeline descriptors']],
+        required: ['file'],
+        globals: true,
+      },
+      { path: ['pipeline', 'get'], summary: 'Print a stored pipeline', args: ['NAME'], flags: [], globals: true },
+      { path: ['pipeline', 'ls'], summary: 'List stored pipelines', args: [], flags: [], globals: true },
+      { path: ['pipeline', 'delete'], summary: 'Delete a stored pipeline', args: ['NAME'], flags: [], globals: true },
+    ],
+  },
+  {
+    name: 'exec',
+    summary: 'Run pipelines and follow their jobs',
+    commands: [
+      {
+        path: ['exec', 'raw'],
+        summary: 'Run a pipeline descriptor from a file',
+        details: 'Prints the job id, or with --wait the result.',
+        args: [],
+        flags: [
+          ['file', 'YAML or JSON pipeline descriptor'],
+          ['input', INPUT],
+          ['wait', WAIT],
+        ],
+        required: ['file'],
+        globals: true,
+      },
+      {
+        path: ['exec', 'stored'],
+        summary: 'Run a stored pipeline',
+        details: 'Prints the job id, or with --wait the result.',
+        args: ['NAME'],
+        flags: [
+          ['input', INPUT],
+          ['wait', WAIT],
+        ],
+        globals: true,
+      },
+      {
+        path: ['exec', 'status'],
+        summary: "Show a job's state and per-node progress",
+        details: 'Exits 0 only if the job completed.',
+        args: ['JOB'],
+        flags: [],
+        globals: true,
+      },
+      {
+        path: ['exec', 'result'],
+        summary: "Print a job's result",
+        details: 'Exits 0 only if the job completed.',
+        args: ['JOB'],
+        flags: [],
+        globals: true,
+      },
+      {
+        path: ['exec', 'stop'],
+        summary: 'Stop a job',
+        args: ['JOB'],
+        flags: [['reason', 'Why the job is stopped (kept on the job)']],
+        globals: true,
+      },
+      {
+        path: ['exec', 'watch'],
+        summary: "Follow a job's progress until it ends, then print its result",
+        details: 'Exits 0 only if the job completed.',
+        args: ['JOB'],
+        flags: [],
+        globals: true,
+      },
+      {
+        path: ['exec', 'ls'],
+        summary: 'List jobs',
+        args: [],
+        flags: [
+          ['pipeline', 'Only jobs of this pipeline'],
+          ['status', 'Only jobs in this state: pending, active, completed, failed or stopped'],
+        ],
+        globals: true,
+      },
+    ],
+  },
+];
+
+/** True for a group entry of {@link TREE}. */
+export function isGroup(entry: GroupSpec | CommandSpec): entry is GroupSpec {
+  return 'commands' in entry;
+}
+
+/** The word that names an entry at its level of the tree. */
+export function entryName(entry: GroupSpec | CommandSpec): string {
+  return isGroup(entry) ? entry.name : (entry.path[entry.path.length - 1] ?? '');
+}
