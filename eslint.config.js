@@ -30,8 +30,6 @@ export default defineConfig(
             '*/src/*/*/*.test.ts',
             '*/*/src/*.test.ts',
             '*/*/src/*/*.test.ts',
-            'test/*.test.ts',
-            'test/*/*.test.ts',
           ],
           defaultProject: 'tsconfig.base.json',
           maximumDefaultProjectFileMatchCount_THIS_WILL_SLOW_DOWN_LINTING: 200,

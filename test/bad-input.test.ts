@@ -25,11 +25,7 @@ afterAll(async () => {
 const node = (nodeName: string, algorithmName: string, input: unknown[]) => ({ nodeName, algorithmName, input });
 
 const cases: [string, Record<string, unknown>, RegExp][] = [
-  [
-    'a cycle',
-    { name: 'p', nodes: [node('A', 'echo', ['@B']), node('B', 'echo', ['@A'])] },
-    /cycle: A -> B -> A/,
-  ],
+  ['a cycle', { name: 'p', nodes: [node('A', 'echo', ['@B']), node('B', 'echo', ['@A'])] }, /cycle: A -> B -> A/],
   [
     'an unknown node',
     { name: 'p', nodes: [node('A', 'echo', [1]), node('B', 'echo', ['@Nope'])] },
@@ -45,12 +41,12 @@ const cases: [string, Record<string, unknown>, RegExp][] = [
     { name: 'p', nodes: [node('A', 'echo', [1]), node('B', 'echo', [{ deep: ['@A..x'] }])] },
     /nodes\[1\]\.input\[0\]\.deep\[0\]/,
   ],
+  ['a malformed literal batch', { name: 'p', nodes: [node('A', 'echo', ['#[1, 2'])] }, /nodes\[0\]\.input\[0\]/],
   [
-    'a malformed literal batch',
-    { name: 'p', nodes: [node('A', 'echo', ['#[1, 2'])] },
+    'a missing flowInput key',
+    { name: 'p', nodes: [node('A', 'echo', ['@flowInput.nope'])], flowInput: {} },
     /nodes\[0\]\.input\[0\]/,
   ],
-  ['a missing flowInput key', { name: 'p', nodes: [node('A', 'echo', ['@flowInput.nope'])], flowInput: {} }, /nodes\[0\]\.input\[0\]/],
   ['no nodes', { name: 'p', nodes: [] }, /nodes/],
 ];
 
@@ -98,7 +94,9 @@ describe('malformed descriptors', () => {
     expect(err?.code).toBe(Status.INVALID_ARGUMENT);
     expect(err?.details).toMatch(/^name:/);
     const err2 = (await c
-      .applyAlgorithm({ spec: AlgorithmSpec.fromPartial({ name: 'ok', env: 'nodejs', mem: 'lots', code: { path: '/tmp' } }) })
+      .applyAlgorithm({
+        spec: AlgorithmSpec.fromPartial({ name: 'ok', env: 'nodejs', mem: 'lots', code: { path: '/tmp' } }),
+      })
       .then(
         () => undefined,
         (e: unknown) => e,

@@ -26,7 +26,10 @@ const readMarker = (file: string) => JSON.parse(readFileSync(file, 'utf8')) as {
 describe('worker failures', () => {
   it('runs a task again on a new worker when its algorithm process is SIGKILLed mid-task', async () => {
     const m = marker('killed');
-    const jobId = await c.exec({ name: 'p', nodes: [{ nodeName: 'S', algorithmName: 'sleepy', input: [{ marker: m, ms: 60_000 }] }] });
+    const jobId = await c.exec({
+      name: 'p',
+      nodes: [{ nodeName: 'S', algorithmName: 'sleepy', input: [{ marker: m, ms: 60_000 }] }],
+    });
     await until(() => existsSync(m), 20_000, 'the first attempt to start');
     const first = readMarker(m);
     process.kill(first.pid, 'SIGKILL');
@@ -54,7 +57,10 @@ describe('worker failures', () => {
 
   it('notices a worker that stops sending heartbeats and retries its task', async () => {
     const m = marker('frozen');
-    const jobId = await c.exec({ name: 'p', nodes: [{ nodeName: 'S', algorithmName: 'sleepy', input: [{ marker: m, ms: 60_000 }] }] });
+    const jobId = await c.exec({
+      name: 'p',
+      nodes: [{ nodeName: 'S', algorithmName: 'sleepy', input: [{ marker: m, ms: 60_000 }] }],
+    });
     await until(() => existsSync(m), 20_000, 'the first attempt to start');
     const first = readMarker(m);
     process.kill(first.sidecar, 'SIGSTOP');
@@ -68,7 +74,10 @@ describe('worker failures', () => {
 
   it('stops a cooperative algorithm: stop() is called, the signal aborts, the worker stays warm', async () => {
     const m = marker('coop');
-    const jobId = await c.exec({ name: 'p', nodes: [{ nodeName: 'B', algorithmName: 'busy', input: [{ marker: m, cooperative: true }] }] });
+    const jobId = await c.exec({
+      name: 'p',
+      nodes: [{ nodeName: 'B', algorithmName: 'busy', input: [{ marker: m, cooperative: true }] }],
+    });
     await until(() => existsSync(m), 20_000, 'the task to start');
     const r = await weft(['exec', 'stop', jobId, '--server', server.address]);
     expect(r.code).toBe(0);
@@ -82,7 +91,10 @@ describe('worker failures', () => {
 
   it('kills an algorithm that ignores stop after the grace period', async () => {
     const m = marker('spin');
-    const jobId = await c.exec({ name: 'p', nodes: [{ nodeName: 'B', algorithmName: 'busy', input: [{ marker: m, cooperative: false }] }] });
+    const jobId = await c.exec({
+      name: 'p',
+      nodes: [{ nodeName: 'B', algorithmName: 'busy', input: [{ marker: m, cooperative: false }] }],
+    });
     await until(() => existsSync(m), 20_000, 'the task to start');
     const { pid } = readMarker(m);
     await c.stop({ jobId, reason: 'test' });

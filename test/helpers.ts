@@ -49,9 +49,9 @@ export async function startServer(opts: { dataDir?: string; env?: Record<string,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let err = '';
-  proc.stdout!.on('data', () => undefined);
+  proc.stdout.on('data', () => undefined);
   const ready = new Promise<{ address: string; metricsPort: number }>((resolve, reject) => {
-    proc.stderr!.on('data', (d: Buffer) => {
+    proc.stderr.on('data', (d: Buffer) => {
       err += d.toString();
       const m = /listening on (\S+) .*metrics: http:\/\/[^:]+:(\d+)/.exec(err);
       if (m) resolve({ address: m[1]!, metricsPort: Number(m[2]) });
@@ -93,13 +93,10 @@ export function clients(address: string) {
     jobs,
     applyAlgorithm: promisify(algorithms, 'apply'),
     storePipeline: promisify(pipelines, 'store'),
-    execRaw: promisify(jobs, 'execRaw') as (req: {
-      pipeline: PipelineDescriptor;
-      flowInputMsgpack: Buffer;
-    }) => Promise<{ jobId: string }>,
-    status: promisify(jobs, 'getStatus') as (req: { jobId: string }) => Promise<JobStatus>,
-    result: promisify(jobs, 'getResult') as (req: { jobId: string }) => Promise<JobResult>,
-    stop: promisify(jobs, 'stop') as (req: { jobId: string; reason: string }) => Promise<JobStatus>,
+    execRaw: promisify<{ pipeline: PipelineDescriptor; flowInputMsgpack: Buffer }, { jobId: string }>(jobs, 'execRaw'),
+    status: promisify<{ jobId: string }, JobStatus>(jobs, 'getStatus'),
+    result: promisify<{ jobId: string }, JobResult>(jobs, 'getResult'),
+    stop: promisify<{ jobId: string; reason: string }, JobStatus>(jobs, 'stop'),
     /** Applies every spec in a file (relative code paths resolved against it). */
     async applyFile(file: string): Promise<void> {
       for (const spec of loadAlgorithmFile(file)) await c.applyAlgorithm({ spec });
@@ -131,7 +128,9 @@ export function clients(address: string) {
     /** Decoded leaf results. */
     async values(jobId: string): Promise<unknown[]> {
       const r = await c.result({ jobId });
-      return r.results.map((l) => (l.result?.kind?.$case === 'inline' ? decode(l.result.kind.value) : l.result?.kind?.value));
+      return r.results.map((l) =>
+        l.result?.kind?.$case === 'inline' ? decode(l.result.kind.value) : l.result?.kind?.value,
+      );
     },
     close(): void {
       algorithms.close();
@@ -151,10 +150,15 @@ export interface CliResult {
 /** Runs the weft CLI against a server. */
 export function weft(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, cwd: ROOT }, (err, stdout, stderr) => {
-      const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
-      resolve({ code, stdout, stderr });
-    });
+    execFile(
+      process.execPath,
+      [CLI, ...args],
+      { env: { ...process.env, ...env }, cwd: ROOT },
+      (err, stdout, stderr) => {
+        const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
+        resolve({ code, stdout, stderr });
+      },
+    );
   });
 }
 
@@ -168,7 +172,11 @@ export function alive(pid: number): boolean {
   }
 }
 
-export async function until(cond: () => boolean | Promise<boolean>, timeoutMs = 20_000, what = 'condition'): Promise<void> {
+export async function until(
+  cond: () => boolean | Promise<boolean>,
+  timeoutMs = 20_000,
+  what = 'condition',
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await cond())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);

@@ -25,7 +25,11 @@ describe('pipelines end to end', () => {
       WEFT_SERVER: server.address,
     });
     expect(r.code).toBe(0);
-    const doc = JSON.parse(r.stdout) as { jobId: string; status: string; result: { nodeName: string; result: unknown }[] };
+    const doc = JSON.parse(r.stdout) as {
+      jobId: string;
+      status: string;
+      result: { nodeName: string; result: unknown }[];
+    };
     expect(doc.status).toBe('completed');
     expect(doc.result).toEqual([{ nodeName: 'Reduce', algorithmName: 'reduce', result: 30 }]);
     const st = await c.status({ jobId: doc.jobId });
@@ -38,7 +42,9 @@ describe('pipelines end to end', () => {
   });
 
   it('prints the result in text mode', async () => {
-    const r = await weft(['exec', 'raw', '-f', 'examples/numbers/pipeline.yaml', '--wait'], { WEFT_SERVER: server.address });
+    const r = await weft(['exec', 'raw', '-f', 'examples/numbers/pipeline.yaml', '--wait'], {
+      WEFT_SERVER: server.address,
+    });
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/Reduce: 30/);
   });
@@ -58,7 +64,9 @@ describe('pipelines end to end', () => {
     const last = events.at(-1)?.event;
     expect(last?.$case === 'status' && last.value.state).toBe(JobState.JOB_STATE_COMPLETED);
     const progress = events.flatMap((e) => (e.event?.$case === 'progress' ? [e.event.value] : []));
-    expect(progress).toContainEqual(expect.objectContaining({ nodeName: 'Reduce', percent: 50, message: 'summing 10 values' }));
+    expect(progress).toContainEqual(
+      expect.objectContaining({ nodeName: 'Reduce', percent: 50, message: 'summing 10 values' }),
+    );
     expect(events.some((e) => e.event?.$case === 'node' && e.event.value.nodeName === 'Multiply')).toBe(true);
     expect(await c.values(jobId)).toEqual([165]);
   });
@@ -110,7 +118,11 @@ describe('pipelines end to end', () => {
     const jobId = await c.exec({
       name: 'nested',
       nodes: [
-        { nodeName: 'A', algorithmName: 'echo', input: [{ cfg: { k: '@flowInput.k', list: ['@flowInput.x', 'plain'] } }] },
+        {
+          nodeName: 'A',
+          algorithmName: 'echo',
+          input: [{ cfg: { k: '@flowInput.k', list: ['@flowInput.x', 'plain'] } }],
+        },
         { nodeName: 'B', algorithmName: 'echo', input: ['#[10, 20]', { from: '@A.cfg.k' }] },
         { nodeName: 'C', algorithmName: 'echo', input: ['@B'] },
       ],

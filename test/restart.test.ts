@@ -48,7 +48,9 @@ describe('control plane restart', () => {
 
     const db = new Database(join(dataDir, 'weft.db'), { readonly: true });
     const rows = db
-      .prepare(`SELECT batch_index, result_inline, state FROM tasks WHERE job_id = ? AND node_name = 'Double' ORDER BY batch_index`)
+      .prepare(
+        `SELECT batch_index, result_inline, state FROM tasks WHERE job_id = ? AND node_name = 'Double' ORDER BY batch_index`,
+      )
       .all(jobId) as { batch_index: number; result_inline: Buffer; state: string }[];
     db.close();
     expect(rows).toHaveLength(1000);

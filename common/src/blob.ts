@@ -35,7 +35,7 @@ export async function writeFileAtomic(target: string, parts: readonly Uint8Array
     let pending = parts.filter((p) => p.byteLength > 0);
     // writev may write less than asked; continue from where it stopped.
     while (pending.length > 0) {
-      const { bytesWritten } = await fh.writev(pending as Uint8Array[]);
+      const { bytesWritten } = await fh.writev(pending);
       size += bytesWritten;
       let left = bytesWritten;
       const rest: Uint8Array[] = [];

@@ -105,6 +105,6 @@ export function shapeOf(value: unknown): Shape {
     case 'undefined':
       return { type: 'undefined', size: 0 };
     default:
-      return { type: 'object', size: Object.keys(value as object).length };
+      return { type: 'object', size: Object.keys(value).length };
   }
 }

@@ -4,7 +4,14 @@
  */
 export { startControlPlane, configFromEnv, type ControlPlane, type ControlPlaneConfig } from './server/app.js';
 export { runServer } from './server/run.js';
-export { Dispatcher, DEFAULT_DISPATCHER_CONFIG, type WorkUnit, type Outcome, type UnitListener, type DispatcherConfig } from './dispatch/dispatcher.js';
+export {
+  Dispatcher,
+  DEFAULT_DISPATCHER_CONFIG,
+  type WorkUnit,
+  type Outcome,
+  type UnitListener,
+  type DispatcherConfig,
+} from './dispatch/dispatcher.js';
 export { LocalExecutor } from './executor/local.js';
 export type { Executor, AlgorithmDef, WorkerHandle, WorkerLaunch } from './executor/port.js';
 export { Metrics } from './server/metrics.js';

@@ -34,7 +34,13 @@ export interface WorkUnit {
 }
 
 export type Outcome =
-  | { status: 'succeeded'; result: Payload; meta: Record<string, PathMeta>; attempts: number; started: Date | undefined }
+  | {
+      status: 'succeeded';
+      result: Payload;
+      meta: Record<string, PathMeta>;
+      attempts: number;
+      started: Date | undefined;
+    }
   | { status: 'failed'; failure: TaskFailure; attempts: number; started: Date | undefined }
   | { status: 'stopped'; attempts: number };
 
@@ -171,7 +177,10 @@ export class Dispatcher {
       if (!p || p.unit.jobId !== jobId || p.stopping) continue;
       p.stopping = true;
       this.send(w, { command: { $case: 'stop', value: { taskId: p.unit.taskId, forceStop: false, reason } } });
-      w.stopTimer = setTimeout(() => this.workerGone(w, 'did not stop within the grace period'), this.deps.config.stopGraceMs);
+      w.stopTimer = setTimeout(
+        () => this.workerGone(w, 'did not stop within the grace period'),
+        this.deps.config.stopGraceMs,
+      );
     }
   }
 
@@ -281,7 +290,11 @@ export class Dispatcher {
       if (w.state !== 'dead' && w.state !== 'exiting') live++;
     }
     // Starting workers will each take one queued unit when they are ready.
-    const wanted = Math.max(def.minHotWorkers, busy + pool.queue.size, live - starting + Math.min(starting, pool.queue.size));
+    const wanted = Math.max(
+      def.minHotWorkers,
+      busy + pool.queue.size,
+      live - starting + Math.min(starting, pool.queue.size),
+    );
     let toStart = Math.min(max, wanted) - live;
     while (toStart > 0) {
       if (!this.deps.executor.canStart(def)) {
@@ -471,8 +484,13 @@ export class Dispatcher {
 
   private retryOrFail(p: Pending, failure: TaskFailure): void {
     const { policy, limit } = p.unit.retry;
-    const retryable = failure.crash ? policy === 'OnCrash' || policy === 'Always' : policy === 'OnError' || policy === 'Always';
-    this.deps.metrics.tasksTotal.inc({ algorithm: p.unit.algorithmName, outcome: failure.crash ? 'crashed' : 'failed' });
+    const retryable = failure.crash
+      ? policy === 'OnCrash' || policy === 'Always'
+      : policy === 'OnError' || policy === 'Always';
+    this.deps.metrics.tasksTotal.inc({
+      algorithm: p.unit.algorithmName,
+      outcome: failure.crash ? 'crashed' : 'failed',
+    });
     if (p.stopping) {
       p.listener.onDone({ status: 'stopped', attempts: p.attempt });
     } else if (retryable && p.attempt <= limit && !this.closing) {

@@ -40,7 +40,10 @@ export function parseMemory(q: string, field: string): number {
 export function normalizeAlgorithm(spec: AlgorithmSpec): AlgorithmDef {
   if (!spec.name) throw invalid('name', 'is required');
   if (!NAME.test(spec.name) || spec.name.length > 63) {
-    throw invalid('name', `"${spec.name}" must be lower-case letters, digits and '-' (at most 63), as Kubernetes names`);
+    throw invalid(
+      'name',
+      `"${spec.name}" must be lower-case letters, digits and '-' (at most 63), as Kubernetes names`,
+    );
   }
   const env = spec.env || 'nodejs';
   if (env !== 'nodejs' && env !== 'python') throw invalid('env', `"${env}" is not supported (nodejs, python)`);
@@ -127,14 +130,20 @@ export class AlgorithmRegistry {
   /** Unpacks .tar.gz code into a directory named by its content hash. */
   private async materialize(def: AlgorithmDef): Promise<AlgorithmDef> {
     if (!def.codePath || !/\.(tar\.gz|tgz)$/.test(def.codePath)) return def;
-    const hash = createHash('sha256').update(def.codePath).update(String(statSync(def.codePath).mtimeMs)).digest('hex');
+    const hash = createHash('sha256')
+      .update(def.codePath)
+      .update(String(statSync(def.codePath).mtimeMs))
+      .digest('hex');
     const dir = join(this.codeDir, def.name, hash.slice(0, 16));
     if (!existsSync(join(dir, '.complete'))) {
       mkdirSync(dir, { recursive: true });
       try {
         await extract({ file: def.codePath, cwd: dir });
       } catch (err) {
-        throw invalid('code.path', `cannot unpack "${def.codePath}": ${err instanceof Error ? err.message : String(err)}`);
+        throw invalid(
+          'code.path',
+          `cannot unpack "${def.codePath}": ${err instanceof Error ? err.message : String(err)}`,
+        );
       }
       writeFileSync(join(dir, '.complete'), '');
     }

@@ -1,5 +1,15 @@
 import { randomBytes } from 'node:crypto';
-import { BlobRef, WeftError, Status, decode, encode, failedPrecondition, notFound, type BlobStore, type Logger } from '@weft/common';
+import {
+  BlobRef,
+  WeftError,
+  Status,
+  decode,
+  encode,
+  failedPrecondition,
+  notFound,
+  type BlobStore,
+  type Logger,
+} from '@weft/common';
 import type { JobStatus, LeafResult, NodeStatus, Payload, TaskError, TaskFailure } from '@weft/proto';
 import { JobState as PbJobState, NodeState as PbNodeState } from '@weft/proto';
 import type { Dispatcher, Outcome } from '../dispatch/dispatcher.js';
@@ -64,7 +74,13 @@ const NODE_TO_PB: Record<NodeState, PbNodeState> = {
 };
 
 function slug(name: string): string {
-  return name.toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 40) || 'job';
+  return (
+    name
+      .toLowerCase()
+      .replace(/[^a-z0-9-]+/g, '-')
+      .replace(/^-+|-+$/g, '')
+      .slice(0, 40) || 'job'
+  );
 }
 
 /** Collects the storage keys of every BlobRef inside a task input. */
@@ -224,11 +240,15 @@ export class JobEngine {
     for (const name of parsed.order) {
       const alg = this.deps.algorithms.get(parsed.byName.get(name)!.algorithmName)!;
       if (!alg.codePath) {
-        throw failedPrecondition(`node "${name}": algorithm "${alg.name}" has no code.path; the embedded default runs local code`);
+        throw failedPrecondition(
+          `node "${name}": algorithm "${alg.name}" has no code.path; the embedded default runs local code`,
+        );
       }
     }
     if (opts.priority !== 0 && (opts.priority < 1 || opts.priority > 5 || !Number.isInteger(opts.priority))) {
-      throw new WeftError(Status.INVALID_ARGUMENT, `priority: ${opts.priority} is not an integer from 1 to 5`, { field: 'priority' });
+      throw new WeftError(Status.INVALID_ARGUMENT, `priority: ${opts.priority} is not an integer from 1 to 5`, {
+        field: 'priority',
+      });
     }
     const jobId = `${slug(d.name)}-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
     const flowInput = d.flowInput ?? {};
@@ -236,7 +256,7 @@ export class JobEngine {
     const record: JobRecord = {
       jobId,
       pipelineName: d.name,
-      descriptor: rest as unknown as Record<string, unknown>,
+      descriptor: rest,
       flowInput: encode(flowInput),
       state: 'pending',
       priority: opts.priority || DEFAULT_PRIORITY,
@@ -333,7 +353,10 @@ export class JobEngine {
         continue;
       }
       if (prior?.state === 'failed' && prior.error) {
-        await this.failJob(run, describeFailure(node.parsed.nodeName, batchIndex, prior.taskId, { ...prior.error }, prior.attempts));
+        await this.failJob(
+          run,
+          describeFailure(node.parsed.nodeName, batchIndex, prior.taskId, { ...prior.error }, prior.attempts),
+        );
         return;
       }
       const keys = new Set<string>();
@@ -374,10 +397,17 @@ export class JobEngine {
         run.nodeChanged(node.parsed.nodeName);
       },
       onProgress: (percent: number, message: string): void => {
-        if (!run.final) run.emit({ type: 'progress', nodeName: node.parsed.nodeName, taskId, batchIndex, percent, message });
+        if (!run.final)
+          run.emit({ type: 'progress', nodeName: node.parsed.nodeName, taskId, batchIndex, percent, message });
       },
       onRetry: (failure: TaskFailure, attempt: number): void => {
-        this.deps.log.warn('task retried', { jobId: run.record.jobId, node: node.parsed.nodeName, batchIndex, attempt, error: failure.message });
+        this.deps.log.warn('task retried', {
+          jobId: run.record.jobId,
+          node: node.parsed.nodeName,
+          batchIndex,
+          attempt,
+          error: failure.message,
+        });
         if (started) {
           started = undefined;
           node.active--;
@@ -408,7 +438,14 @@ export class JobEngine {
       run.nodeChanged(node.parsed.nodeName);
       return;
     }
-    const base = { jobId: run.record.jobId, nodeName: node.parsed.nodeName, batchIndex, taskId, attempts: outcome.attempts, ended: new Date() };
+    const base = {
+      jobId: run.record.jobId,
+      nodeName: node.parsed.nodeName,
+      batchIndex,
+      taskId,
+      attempts: outcome.attempts,
+      ended: new Date(),
+    };
     if (outcome.status === 'succeeded') {
       const payload = outcome.result;
       const inline = payload.kind?.$case === 'inline' ? payload.kind.value : undefined;
@@ -426,7 +463,9 @@ export class JobEngine {
         started: outcome.started,
       });
       if (run.final) return;
-      node.items![i] = ref ? { kind: 'blob', key: ref.key, meta } : { kind: 'inline', value: inline ? decode(inline) : null };
+      node.items![i] = ref
+        ? { kind: 'blob', key: ref.key, meta }
+        : { kind: 'inline', value: inline ? decode(inline) : null };
       node.succeeded++;
       run.nodeChanged(node.parsed.nodeName);
       if (node.succeeded === node.total) await this.nodeFinished(run, node);
@@ -504,7 +543,9 @@ export class JobEngine {
       if (status.state === PbJobState.JOB_STATE_PENDING || status.state === PbJobState.JOB_STATE_ACTIVE) {
         throw new WeftError(Status.UNAVAILABLE, `job ${jobId} is being resumed; try again`);
       }
-      throw failedPrecondition(`job ${jobId} already ended (${PbJobState[status.state].replace('JOB_STATE_', '').toLowerCase()})`);
+      throw failedPrecondition(
+        `job ${jobId} already ended (${PbJobState[status.state].replace('JOB_STATE_', '').toLowerCase()})`,
+      );
     }
     this.deps.dispatcher.stopJob(jobId, reason || 'stopped by user');
     await this.finishJob(run, 'stopped', reason || 'stopped by user');
@@ -534,7 +575,8 @@ export class JobEngine {
         const ts = byNode.get(n.nodeName) ?? [];
         const failed = ts.filter((t) => t.state === 'failed');
         const succeeded = ts.length - failed.length;
-        const state: NodeState = failed.length > 0 ? 'failed' : finished ? (ts.length === 0 ? 'skipped' : 'succeeded') : 'stopped';
+        const state: NodeState =
+          failed.length > 0 ? 'failed' : finished ? (ts.length === 0 ? 'skipped' : 'succeeded') : 'stopped';
         return {
           nodeName: n.nodeName,
           algorithmName: n.algorithmName,
@@ -576,7 +618,10 @@ export class JobEngine {
       for (const n of parsed.nodes) for (const p of n.parents) children.add(p);
       const leaves = new Set(nodes.filter((n) => !children.has(n.nodeName)).map((n) => n.nodeName));
       const tasks = (await this.deps.store.listTasks(jobId)).filter((t) => leaves.has(t.nodeName));
-      tasks.sort((a, b) => parsed.byName.get(a.nodeName)!.index - parsed.byName.get(b.nodeName)!.index || a.batchIndex - b.batchIndex);
+      tasks.sort(
+        (a, b) =>
+          parsed.byName.get(a.nodeName)!.index - parsed.byName.get(b.nodeName)!.index || a.batchIndex - b.batchIndex,
+      );
       for (const t of tasks) {
         let result: Payload;
         if (t.resultKey && t.resultSize <= this.deps.config.resultInlineLimit) {
@@ -586,7 +631,12 @@ export class JobEngine {
         } else {
           result = { kind: { $case: 'inline', value: t.resultInline ?? encode(null) } };
         }
-        results.push({ nodeName: t.nodeName, algorithmName: parsed.byName.get(t.nodeName)!.algorithmName, batchIndex: t.batchIndex, result });
+        results.push({
+          nodeName: t.nodeName,
+          algorithmName: parsed.byName.get(t.nodeName)!.algorithmName,
+          batchIndex: t.batchIndex,
+          result,
+        });
       }
     }
     return { state: record.state, error: record.error, results };

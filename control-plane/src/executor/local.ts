@@ -23,7 +23,13 @@ export class LocalExecutor implements Executor {
   private readonly mem: number;
 
   constructor(
-    private readonly opts: { logDir: string; log: Logger; cpu?: number; memBytes?: number; extraEnv?: Record<string, string> },
+    private readonly opts: {
+      logDir: string;
+      log: Logger;
+      cpu?: number;
+      memBytes?: number;
+      extraEnv?: Record<string, string>;
+    },
   ) {
     this.cpu = opts.cpu ?? availableParallelism();
     this.mem = opts.memBytes ?? totalmem();

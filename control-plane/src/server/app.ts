@@ -6,7 +6,13 @@ import { loadFileDescriptorSetFromBuffer } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
 import { FsBlobStore, createLogger, type Logger } from '@weft/common';
-import { AlgorithmStoreService, JobsService, PipelineStoreService, WorkersService, descriptorSetPath } from '@weft/proto';
+import {
+  AlgorithmStoreService,
+  JobsService,
+  PipelineStoreService,
+  WorkersService,
+  descriptorSetPath,
+} from '@weft/proto';
 import { DEFAULT_DISPATCHER_CONFIG, Dispatcher, type DispatcherConfig } from '../dispatch/dispatcher.js';
 import { AlgorithmRegistry } from '../engine/algorithms.js';
 import { JobEngine } from '../engine/jobs.js';
@@ -101,7 +107,10 @@ export async function startControlPlane(config: ControlPlaneConfig): Promise<Con
     config: { resultInlineLimit: config.resultInlineLimit },
   });
 
-  const server = new Server({ 'grpc.max_receive_message_length': 256 * 1024 * 1024, 'grpc.max_send_message_length': 256 * 1024 * 1024 });
+  const server = new Server({
+    'grpc.max_receive_message_length': 256 * 1024 * 1024,
+    'grpc.max_send_message_length': 256 * 1024 * 1024,
+  });
   const deps: HandlerDeps = { store, algorithms, engine, dispatcher, log };
   server.addService(AlgorithmStoreService, algorithmStore(deps));
   server.addService(PipelineStoreService, pipelineStore(deps));
@@ -113,7 +122,9 @@ export async function startControlPlane(config: ControlPlaneConfig): Promise<Con
   new ReflectionService(loadFileDescriptorSetFromBuffer(readFileSync(descriptorSetPath))).addToServer(server);
 
   const port = await new Promise<number>((res, rej) =>
-    server.bindAsync(`${config.host}:${config.port}`, ServerCredentials.createInsecure(), (err, p) => (err ? rej(err) : res(p))),
+    server.bindAsync(`${config.host}:${config.port}`, ServerCredentials.createInsecure(), (err, p) =>
+      err ? rej(err) : res(p),
+    ),
   );
   // Sidecars on this machine dial loopback, whatever interface clients use.
   address = `127.0.0.1:${port}`;
@@ -185,5 +196,11 @@ export async function startControlPlane(config: ControlPlaneConfig): Promise<Con
       log.info('control plane stopped');
     })());
 
-  return { address: `${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${port}`, port, metricsPort, dataDir, close };
+  return {
+    address: `${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${port}`,
+    port,
+    metricsPort,
+    dataDir,
+    close,
+  };
 }

@@ -5,7 +5,7 @@ import type {
   ServerWritableStream,
   UntypedServiceImplementation,
 } from '@grpc/grpc-js';
-import { decode, invalid, notFound, toServiceError, type Logger } from '@weft/common';
+import { Status, decode, invalid, notFound, toServiceError, type Logger } from '@weft/common';
 import {
   Algorithm,
   AlgorithmSpec,
@@ -37,7 +37,7 @@ function unary<Req, Res>(log: Logger, name: string, fn: (req: Req) => Promise<Re
       (res) => cb(null, res),
       (err: unknown) => {
         const se = toServiceError(err);
-        if (se.code === 13) log.error('request failed', { rpc: name, err });
+        if (se.code === Status.INTERNAL) log.error('request failed', { rpc: name, err });
         cb(se);
       },
     );
@@ -54,7 +54,7 @@ function pipelineToDescriptor(p: PipelineDescriptor | undefined, field = 'pipeli
       input: n.input ?? [],
       kind: n.kind || 'algorithm',
     })),
-    flowInput: (p.flowInput as Record<string, unknown> | undefined) ?? {},
+    flowInput: p.flowInput ?? {},
   };
 }
 
@@ -103,7 +103,11 @@ export function algorithmStore(d: HandlerDeps): AlgorithmStoreServer & UntypedSe
     get: unary(d.log, 'AlgorithmStore.Get', async (req) => {
       const rec = await d.store.getAlgorithm(req.name);
       if (!rec) throw notFound(`algorithm "${req.name}" not found`);
-      return Algorithm.fromPartial({ spec: AlgorithmSpec.fromJSON(rec.spec), created: rec.created, modified: rec.modified });
+      return Algorithm.fromPartial({
+        spec: AlgorithmSpec.fromJSON(rec.spec),
+        created: rec.created,
+        modified: rec.modified,
+      });
     }),
     list: unary(d.log, 'AlgorithmStore.List', async () => ({
       algorithms: (await d.store.listAlgorithms()).map((rec) => ({
@@ -158,7 +162,7 @@ export function jobs(d: HandlerDeps): JobsServer & UntypedServiceImplementation 
       if (!rec) throw notFound(`pipeline "${req.name}" not found`);
       const pipeline = PipelineDescriptor.fromJSON(rec.descriptor);
       const desc = pipelineToDescriptor(pipeline);
-      const override = flowInputOverride(req.flowInputMsgpack, 'flowInputMsgpack') ?? (req.flowInput as Record<string, unknown> | undefined);
+      const override = flowInputOverride(req.flowInputMsgpack, 'flowInputMsgpack') ?? req.flowInput;
       if (override) desc.flowInput = override;
       const jobId = await d.engine.exec(desc, { priority: pipeline.priority, tags: pipeline.tags });
       return { jobId };
@@ -197,7 +201,13 @@ export function jobs(d: HandlerDeps): JobsServer & UntypedServiceImplementation 
             time,
             event: {
               $case: 'progress',
-              value: { nodeName: u.nodeName, taskId: u.taskId, batchIndex: u.batchIndex, percent: u.percent, message: u.message },
+              value: {
+                nodeName: u.nodeName,
+                taskId: u.taskId,
+                batchIndex: u.batchIndex,
+                percent: u.percent,
+                message: u.message,
+              },
             },
           });
         }

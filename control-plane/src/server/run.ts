@@ -4,7 +4,13 @@ import { configFromEnv, startControlPlane } from './app.js';
  * Runs a control plane in this process until SIGTERM or SIGINT, then shuts
  * it down gracefully. Options override the WEFT_* environment.
  */
-export async function runServer(opts: { port?: number; host?: string; dataDir?: string; metricsPort?: number; register?: string[] }): Promise<void> {
+export async function runServer(opts: {
+  port?: number;
+  host?: string;
+  dataDir?: string;
+  metricsPort?: number;
+  register?: string[];
+}): Promise<void> {
   const config = configFromEnv();
   if (opts.port !== undefined) config.port = opts.port;
   if (opts.host !== undefined) config.host = opts.host;

@@ -81,10 +81,7 @@ export interface StateStore {
   deletePipeline(name: string): Promise<boolean>;
 
   createJob(job: JobRecord): Promise<void>;
-  updateJob(
-    jobId: string,
-    patch: Partial<Pick<JobRecord, 'state' | 'error' | 'started' | 'ended'>>,
-  ): Promise<void>;
+  updateJob(jobId: string, patch: Partial<Pick<JobRecord, 'state' | 'error' | 'started' | 'ended'>>): Promise<void>;
   getJob(jobId: string): Promise<JobRecord | undefined>;
   listJobs(filter: JobFilter): Promise<JobRecord[]>;
 

@@ -179,8 +179,7 @@ export class SqliteStateStore implements StateStore {
 
   getAlgorithm(name: string): Promise<AlgorithmRecord | undefined> {
     const r = this.stmts.getAlgorithm.get(name) as
-      | { name: string; spec: string; created: number; modified: number }
-      | undefined;
+      { name: string; spec: string; created: number; modified: number } | undefined;
     return Promise.resolve(
       r && {
         name: r.name,
@@ -215,8 +214,7 @@ export class SqliteStateStore implements StateStore {
 
   getPipeline(name: string): Promise<PipelineRecord | undefined> {
     const r = this.stmts.getPipeline.get(name) as
-      | { name: string; descriptor: string; created: number; modified: number }
-      | undefined;
+      { name: string; descriptor: string; created: number; modified: number } | undefined;
     return Promise.resolve(
       r && {
         name: r.name,
@@ -268,10 +266,14 @@ export class SqliteStateStore implements StateStore {
   updateJob(jobId: string, patch: Partial<Pick<JobRecord, 'state' | 'error' | 'started' | 'ended'>>): Promise<void> {
     const sets: string[] = [];
     const args: (string | number | null)[] = [];
-    if (patch.state !== undefined) (sets.push('state = ?'), args.push(patch.state));
-    if (patch.error !== undefined) (sets.push('error = ?'), args.push(patch.error));
-    if (patch.started !== undefined) (sets.push('started = ?'), args.push(patch.started.getTime()));
-    if (patch.ended !== undefined) (sets.push('ended = ?'), args.push(patch.ended.getTime()));
+    const set = (column: string, value: string | number): void => {
+      sets.push(`${column} = ?`);
+      args.push(value);
+    };
+    if (patch.state !== undefined) set('state', patch.state);
+    if (patch.error !== undefined) set('error', patch.error);
+    if (patch.started !== undefined) set('started', patch.started.getTime());
+    if (patch.ended !== undefined) set('ended', patch.ended.getTime());
     if (sets.length > 0) this.db.prepare(`UPDATE jobs SET ${sets.join(', ')} WHERE job_id = ?`).run(...args, jobId);
     return Promise.resolve();
   }
@@ -284,7 +286,10 @@ export class SqliteStateStore implements StateStore {
   listJobs(filter: JobFilter): Promise<JobRecord[]> {
     const where: string[] = [];
     const args: (string | number)[] = [];
-    if (filter.pipelineName) (where.push('pipeline_name = ?'), args.push(filter.pipelineName));
+    if (filter.pipelineName) {
+      where.push('pipeline_name = ?');
+      args.push(filter.pipelineName);
+    }
     if (filter.states && filter.states.length > 0) {
       where.push(`state IN (${filter.states.map(() => '?').join(', ')})`);
       args.push(...filter.states);

@@ -106,7 +106,7 @@ function resolveRefs(value: unknown, storage: InitializeData['storage'], cache: 
     let out: unknown[] | undefined;
     for (let i = 0; i < value.length; i++) {
       const r = resolveRefs(value[i], storage, cache);
-      if (r !== value[i]) (out ??= [...value])[i] = r;
+      if (r !== value[i]) (out ??= [...(value as unknown[])])[i] = r;
     }
     return out ?? value;
   }
@@ -187,7 +187,8 @@ export function run(algorithm: Algorithm, options: RunOptions = {}): Promise<voi
       send({ command: 'started', data: { taskId } });
       const api: Api = {
         progress: (percent, message = '') => {
-          if (!state.stopping) send({ command: 'progress', data: { taskId, percent: Number(percent), message: String(message) } });
+          if (!state.stopping)
+            send({ command: 'progress', data: { taskId, percent: Number(percent), message: String(message) } });
         },
         signal: state.abort.signal,
       };

@@ -49,7 +49,15 @@ export type AlgorithmFrame =
   | { command: 'initialized'; data: { taskId: string } }
   | { command: 'started'; data: { taskId: string } }
   | { command: 'progress'; data: { taskId: string; percent: number; message: string } }
-  | { command: 'done'; data: { taskId: string; value?: unknown; stored?: { size: number }; metadata?: Record<string, { type: string; size: number }> } }
+  | {
+      command: 'done';
+      data: {
+        taskId: string;
+        value?: unknown;
+        stored?: { size: number };
+        metadata?: Record<string, { type: string; size: number }>;
+      };
+    }
   | { command: 'errorMessage'; data: { taskId: string; error: WireFailure } }
   | { command: 'stopped'; data: { taskId: string } };
 

@@ -54,7 +54,12 @@ export class Sidecar {
 
   constructor(private readonly opts: SidecarOptions) {
     this.done = new Promise((r) => (this.resolveDone = r));
-    this.wss = new WebSocketServer({ host: '127.0.0.1', port: opts.socketPort, perMessageDeflate: false, maxPayload: 0 });
+    this.wss = new WebSocketServer({
+      host: '127.0.0.1',
+      port: opts.socketPort,
+      perMessageDeflate: false,
+      maxPayload: 0,
+    });
   }
 
   /** The URL the algorithm connects to. */
@@ -73,7 +78,10 @@ export class Sidecar {
     const url = await this.socketUrl();
     this.wss.on('connection', (ws) => this.onAlgorithm(ws));
     if (this.opts.attach) {
-      this.opts.log.info('waiting for the algorithm to connect', { url: `${url}?protocol=1`, hint: `WEFT_SOCKET_URL=${url}` });
+      this.opts.log.info('waiting for the algorithm to connect', {
+        url: `${url}?protocol=1`,
+        hint: `WEFT_SOCKET_URL=${url}`,
+      });
     } else {
       this.spawnAlgorithm(url);
     }
@@ -88,7 +96,9 @@ export class Sidecar {
       cmd = process.execPath;
       args = [RUNNER];
     } else {
-      this.fail(`algorithm "${o.algorithmName}": env "${o.algorithmEnv}" cannot run on this sidecar (supported: nodejs)`);
+      this.fail(
+        `algorithm "${o.algorithmName}": env "${o.algorithmEnv}" cannot run on this sidecar (supported: nodejs)`,
+      );
       return;
     }
     const child = spawn(cmd, args, {
@@ -245,7 +255,10 @@ export class Sidecar {
         return;
       case 'progress':
         this.emit({
-          event: { $case: 'progress', value: { taskId: f.data.taskId, percent: f.data.percent, message: f.data.message } },
+          event: {
+            $case: 'progress',
+            value: { taskId: f.data.taskId, percent: f.data.percent, message: f.data.message },
+          },
         });
         return;
       case 'done': {
@@ -266,7 +279,12 @@ export class Sidecar {
             $case: 'error',
             value: {
               taskId: f.data.taskId,
-              failure: { type: f.data.error.type, message: f.data.error.message, stack: f.data.error.stack, crash: false },
+              failure: {
+                type: f.data.error.type,
+                message: f.data.error.message,
+                stack: f.data.error.stack,
+                crash: false,
+              },
             },
           },
         });
@@ -294,7 +312,10 @@ export class Sidecar {
   private fail(reason: string): void {
     this.opts.log.error(reason);
     this.emit({
-      event: { $case: 'error', value: { taskId: '', failure: { type: 'StartError', message: reason, stack: '', crash: false } } },
+      event: {
+        $case: 'error',
+        value: { taskId: '', failure: { type: 'StartError', message: reason, stack: '', crash: false } },
+      },
     });
     this.shutdown(1, reason);
   }
