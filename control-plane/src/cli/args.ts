@@ -21,6 +21,7 @@ export interface Flags {
   host?: string;
   'data-dir'?: string;
   'metrics-port'?: string;
+  register?: string;
 }
 
 /** What the command line asks for. */
@@ -221,6 +222,7 @@ export function parseCommandLine(
     'host',
     'data-dir',
     'metrics-port',
+    'register',
   ] as const) {
     const v = str(name);
     if (v !== undefined) flags[name] = v;

@@ -27,6 +27,7 @@ export const FLAGS = {
   host: { type: 'string', value: 'HOST' },
   'data-dir': { type: 'string', value: 'DIR' },
   'metrics-port': { type: 'string', value: 'N' },
+  register: { type: 'string', value: 'DIR' },
 } as const satisfies Record<string, FlagSpec>;
 
 /** Name of a flag, without dashes. */
@@ -79,6 +80,7 @@ export const TREE: readonly (GroupSpec | CommandSpec)[] = [
       ['host', 'Address to listen on (env WEFT_HOST, default 127.0.0.1)'],
       ['data-dir', 'Database, blobs, logs and unpacked code (env WEFT_DATA_DIR, default .weft)'],
       ['metrics-port', 'Port of /metrics; -1 turns it off (env WEFT_METRICS_PORT, default 9464)'],
+      ['register', 'Apply DIR/*/algorithms.yaml at start, e.g. examples (env WEFT_REGISTER)'],
     ],
     globals: false,
   },

@@ -19,13 +19,14 @@ export function serverFailure(err: unknown): string {
  * WEFT_DATA_DIR and WEFT_METRICS_PORT itself.
  */
 export async function server(ctx: Context): Promise<number> {
-  const opts: { port?: number; host?: string; dataDir?: string; metricsPort?: number } = {};
+  const opts: { port?: number; host?: string; dataDir?: string; metricsPort?: number; register?: string[] } = {};
   const port = parsePort('port', ctx.flags.port);
   const metricsPort = parsePort('metrics-port', ctx.flags['metrics-port'], true);
   if (port !== undefined) opts.port = port;
   if (metricsPort !== undefined) opts.metricsPort = metricsPort;
   if (ctx.flags.host !== undefined) opts.host = ctx.flags.host;
   if (ctx.flags['data-dir'] !== undefined) opts.dataDir = ctx.flags['data-dir'];
+  if (ctx.flags.register !== undefined) opts.register = [ctx.flags.register];
   // Loaded on demand: the server pulls in SQLite and the executors, which the
   // client commands never need and should not pay for at start-up.
   const { runServer } = await import('../../server/run.js');
