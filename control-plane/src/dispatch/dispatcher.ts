@@ -483,6 +483,9 @@ export class Dispatcher {
   }
 
   private retryOrFail(p: Pending, failure: TaskFailure): void {
+    // Work lost to our own shutdown is not the task's failure: it stays
+    // unrecorded and runs again when the control plane resumes the job.
+    if (this.closing) return;
     const { policy, limit } = p.unit.retry;
     const retryable = failure.crash
       ? policy === 'OnCrash' || policy === 'Always'
@@ -493,7 +496,7 @@ export class Dispatcher {
     });
     if (p.stopping) {
       p.listener.onDone({ status: 'stopped', attempts: p.attempt });
-    } else if (retryable && p.attempt <= limit && !this.closing) {
+    } else if (retryable && p.attempt <= limit) {
       p.attempt++;
       p.started = undefined;
       p.listener.onRetry?.(failure, p.attempt);
@@ -575,9 +578,9 @@ export class Dispatcher {
     const now = Date.now();
     for (const w of this.workers.values()) {
       if (w.state === 'dead') continue;
-      if (!w.call) {
-        if (now - w.createdAt > this.deps.config.startTimeoutMs) this.workerGone(w, 'never connected');
-      } else if (now - w.lastSeen > this.deps.config.heartbeatTimeoutMs) {
+      if (w.state === 'starting' && now - w.createdAt > this.deps.config.startTimeoutMs) {
+        this.workerGone(w, w.call ? 'its algorithm never connected' : 'never connected');
+      } else if (w.call && now - w.lastSeen > this.deps.config.heartbeatTimeoutMs) {
         this.workerGone(w, `no heartbeat for ${now - w.lastSeen} ms`);
       }
     }

@@ -28,7 +28,7 @@ export class Metrics {
   });
   readonly workers = new Gauge({
     name: 'weft_workers',
-    help: 'Workers by algorithm and state (starting, ready, busy, stopping).',
+    help: 'Workers by algorithm and state (starting, ready, busy, exiting).',
     labelNames: ['algorithm', 'state'] as const,
     registers: [this.registry],
   });

@@ -163,6 +163,8 @@ export function run(algorithm: Algorithm, options: RunOptions = {}): Promise<voi
       kind: data.kind,
     };
     const state: TaskState = { data, args, abort, init: Promise.resolve(false), start: undefined, stopping: false };
+    // Registered before init runs: a synchronous failure inside must find it to remove it.
+    tasks.set(data.taskId, state);
     state.init = (async () => {
       try {
         args.input = resolveRefs(data.input, data.storage, cache) as unknown[];
@@ -175,7 +177,6 @@ export function run(algorithm: Algorithm, options: RunOptions = {}): Promise<voi
         return false;
       }
     })();
-    tasks.set(data.taskId, state);
   };
 
   const onStart = (taskId: string): void => {
@@ -183,7 +184,7 @@ export function run(algorithm: Algorithm, options: RunOptions = {}): Promise<voi
     if (!state) return;
     state.start = (async () => {
       // start may arrive before init finished: it runs only after a successful init.
-      if (!(await state.init)) return;
+      if (!(await state.init) || state.stopping) return;
       send({ command: 'started', data: { taskId } });
       const api: Api = {
         progress: (percent, message = '') => {

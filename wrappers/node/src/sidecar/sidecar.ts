@@ -77,6 +77,8 @@ export class Sidecar {
   async start(): Promise<void> {
     const url = await this.socketUrl();
     this.wss.on('connection', (ws) => this.onAlgorithm(ws));
+    // The stream first, so a failure to start the algorithm reaches the control plane.
+    this.connect();
     if (this.opts.attach) {
       this.opts.log.info('waiting for the algorithm to connect', {
         url: `${url}?protocol=1`,
@@ -85,7 +87,6 @@ export class Sidecar {
     } else {
       this.spawnAlgorithm(url);
     }
-    this.connect();
   }
 
   private spawnAlgorithm(url: string): void {
@@ -120,6 +121,9 @@ export class Sidecar {
   private connect(): void {
     const client = new WorkersClient(this.opts.server, credentials.createInsecure(), {
       'grpc.keepalive_time_ms': 10_000,
+      // Task inputs may be large inline values (a reduce over many items).
+      'grpc.max_receive_message_length': 256 * 1024 * 1024,
+      'grpc.max_send_message_length': 256 * 1024 * 1024,
     });
     const call = client.connect();
     this.call = call;

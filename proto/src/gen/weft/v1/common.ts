@@ -24,7 +24,7 @@ export interface Payload {
 
 /** Points at a msgpack blob in blob storage. */
 export interface BlobRef {
-  /** Storage key, e.g. "jobs/<jobId>/<taskId>". */
+  /** Storage key, e.g. "jobs/<jobId>/<nodeIndex>/<batchIndex>". */
   key: string;
   /** Encoded size in bytes. */
   size: number;
