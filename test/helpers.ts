@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { credentials, type Client, type ServiceError } from '@grpc/grpc-js';
+import { afterAll } from 'vitest';
 import { decode } from '@weft/common';
 import { loadAlgorithmFile } from '@weft/control-plane';
 import {
@@ -24,6 +25,18 @@ import {
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const CLI = join(ROOT, 'control-plane', 'dist', 'cli', 'main.js');
 export const FIXTURES = join(ROOT, 'test', 'fixtures');
+
+/** Servers still running; a failed test must not leave one (and its workers) behind. */
+const running = new Set<ChildProcess>();
+afterAll(() => {
+  for (const proc of running) {
+    try {
+      process.kill(proc.pid!, 'SIGKILL');
+    } catch {
+      // Already gone.
+    }
+  }
+});
 
 export function tempDir(prefix = 'weft-test-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
@@ -59,7 +72,13 @@ export async function startServer(opts: { dataDir?: string; env?: Record<string,
     proc.on('exit', (code) => reject(new Error(`server exited with ${code} before listening:\n${err}`)));
   });
   const { address, metricsPort } = await ready;
-  const exited = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
+  running.add(proc);
+  const exited = new Promise<number | null>((r) =>
+    proc.on('exit', (code) => {
+      running.delete(proc);
+      r(code);
+    }),
+  );
   return {
     proc,
     address,

@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { credentials, type ClientDuplexStream } from '@grpc/grpc-js';
 import { EchoClient } from './echo.js';
 import { summarize, type Summary } from './stats.js';
+import { LoadMonitor, type LoadReport } from './util.js';
 
 export interface PingPongResult {
   payloadBytes: number;
@@ -11,12 +12,17 @@ export interface PingPongResult {
   roundTrips: number;
   latencyUs: Summary;
   rtPerSec: number;
+  load: LoadReport;
 }
 
 const SERVER = join(fileURLToPath(new URL('.', import.meta.url)), 'pingpong-server.js');
 
 /** grpc-js bidi ping-pong against a server in another process. */
-export async function pingPong(opts: { warmup: number; roundTrips: number; payloadBytes: number }): Promise<PingPongResult> {
+export async function pingPong(opts: {
+  warmup: number;
+  roundTrips: number;
+  payloadBytes: number;
+}): Promise<PingPongResult> {
   const child = fork(SERVER, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   try {
     const port = await new Promise<number>((resolve, reject) => {
@@ -33,13 +39,17 @@ export async function pingPong(opts: { warmup: number; roundTrips: number; paylo
       let i = 0;
       let t0 = 0;
       let measureStart = 0;
+      let load: LoadMonitor | undefined;
       const elapsed = await new Promise<number>((resolve, reject) => {
         call.on('error', reject);
         call.on('data', () => {
           const now = performance.now();
           if (i >= opts.warmup) samples[i - opts.warmup] = now - t0;
           i++;
-          if (i === opts.warmup) measureStart = now;
+          if (i === opts.warmup) {
+            load = new LoadMonitor();
+            measureStart = performance.now();
+          }
           if (i === total) {
             resolve(now - measureStart);
             return;
@@ -50,6 +60,7 @@ export async function pingPong(opts: { warmup: number; roundTrips: number; paylo
         t0 = performance.now();
         call.write(msg);
       });
+      const loadReport = load!.stop();
       call.end();
       const us = Array.from(samples, (ms) => ms * 1000);
       return {
@@ -58,6 +69,7 @@ export async function pingPong(opts: { warmup: number; roundTrips: number; paylo
         roundTrips: opts.roundTrips,
         latencyUs: summarize(us),
         rtPerSec: opts.roundTrips / (elapsed / 1000),
+        load: loadReport,
       };
     } finally {
       client.close();

@@ -37,6 +37,8 @@ export interface JobRun {
   state: JobState;
   /** ExecRaw sent → Watch stream ended. */
   ms: number;
+  /** ExecRaw sent → its answer (the job is recorded and its first tasks queued). */
+  execRawMs: number;
 }
 
 export class Bench {
@@ -88,6 +90,7 @@ export class Bench {
     return new Promise((resolve, reject) => {
       this.jobs.execRaw({ pipeline, flowInputMsgpack: Buffer.alloc(0) }, (err, res) => {
         if (err) return reject(err);
+        const execRawMs = performance.now() - t0;
         const jobId = res.jobId;
         let state = JobState.JOB_STATE_UNSPECIFIED;
         const stream = this.jobs.watch({ jobId });
@@ -95,7 +98,7 @@ export class Bench {
           if (ev.event?.$case === 'status') state = (ev.event.value as { state: JobState }).state;
         });
         stream.on('error', reject);
-        stream.on('end', () => resolve({ jobId, state, ms: performance.now() - t0 }));
+        stream.on('end', () => resolve({ jobId, state, ms: performance.now() - t0, execRawMs }));
       });
     });
   }
@@ -113,13 +116,17 @@ export class Bench {
   }
 
   result(jobId: string): Promise<JobResult> {
-    return new Promise((resolve, reject) => this.jobs.getResult({ jobId }, (err, r) => (err ? reject(err) : resolve(r))));
+    return new Promise((resolve, reject) =>
+      this.jobs.getResult({ jobId }, (err, r) => (err ? reject(err) : resolve(r))),
+    );
   }
 
   /** The decoded inline leaf results of a job, in batch order. */
   async values(jobId: string): Promise<unknown[]> {
     const r = await this.result(jobId);
-    return r.results.map((l) => (l.result?.kind?.$case === 'inline' ? decode(l.result.kind.value) : l.result?.kind?.value));
+    return r.results.map((l) =>
+      l.result?.kind?.$case === 'inline' ? decode(l.result.kind.value) : l.result?.kind?.value,
+    );
   }
 
   async close(): Promise<void> {

@@ -1,8 +1,8 @@
 /**
- * Warm dispatch round trip at the level of the dispatcher: the real
- * Dispatcher, LocalExecutor (a real sidecar process and a real algorithm
- * process), the Workers gRPC stream on loopback, and nothing else (no job
- * engine, no store).
+ * Benchmarks at the level of the dispatcher: the real Dispatcher and
+ * LocalExecutor (a real sidecar process and a real algorithm process per
+ * worker), the Workers gRPC stream on loopback, and nothing else (no job
+ * engine, no state store, no Jobs API).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -20,7 +20,163 @@ import {
 } from '@weft/control-plane';
 import { WorkersService, type WorkerCommand, type WorkerEvent, type WorkersServer } from '@weft/proto';
 import { summarize, type Summary } from './stats.js';
-import { ALGORITHMS_DIR, MiB, parentPid, procCpuMs } from './util.js';
+import { ALGORITHMS_DIR, LoadMonitor, MiB, parentPid, procCpuMs, sleep, type LoadReport } from './util.js';
+
+function failure(o: Outcome): Error | undefined {
+  if (o.status === 'succeeded') return undefined;
+  return new Error(`unit ${o.status}${o.status === 'failed' ? `: ${o.failure.type}: ${o.failure.message}` : ''}`);
+}
+
+/** A dispatcher serving one pool of `empty` workers. */
+class Harness {
+  private seq = 0;
+  private constructor(
+    readonly dir: string,
+    readonly dispatcher: Dispatcher,
+    private readonly executor: LocalExecutor,
+    private readonly server: Server,
+  ) {}
+
+  static async start(workers: number): Promise<Harness> {
+    const dir = mkdtempSync(join(tmpdir(), 'weft-bench-dispatch-'));
+    const log = createLogger({ component: 'bench-dispatch' }, 'warn');
+    const def: AlgorithmDef = {
+      name: 'empty',
+      env: 'nodejs',
+      codePath: join(ALGORITHMS_DIR, 'empty'),
+      entryPoint: 'index.js',
+      image: '',
+      cpu: 0.1,
+      memBytes: 128 * MiB,
+      gpu: 0,
+      minHotWorkers: workers,
+      maxWorkers: workers,
+      env_vars: {},
+    };
+    const executor = new LocalExecutor({ logDir: join(dir, 'logs'), log });
+    let address = '';
+    const dispatcher = new Dispatcher({
+      executor,
+      algorithm: (name) => (name === def.name ? def : undefined),
+      storageUrl: new FsBlobStore(join(dir, 'blobs')).url,
+      serverAddress: () => address,
+      config: { ...DEFAULT_DISPATCHER_CONFIG },
+      metrics: new Metrics(),
+      log,
+    });
+    const server = new Server({
+      'grpc.max_receive_message_length': 256 * MiB,
+      'grpc.max_send_message_length': 256 * MiB,
+    });
+    const impl: WorkersServer & UntypedServiceImplementation = {
+      connect: (call: ServerDuplexStream<WorkerEvent, WorkerCommand>) => dispatcher.attach(call),
+    };
+    server.addService(WorkersService, impl);
+    const port = await new Promise<number>((res, rej) =>
+      server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, p) => (err ? rej(err) : res(p))),
+    );
+    address = `127.0.0.1:${port}`;
+    return new Harness(dir, dispatcher, executor, server);
+  }
+
+  unit(value?: unknown): WorkUnit {
+    const i = this.seq++;
+    return {
+      taskId: `bench:${i}`,
+      jobId: 'bench',
+      algorithmName: 'empty',
+      nodeName: 'empty',
+      pipelineName: 'bench',
+      batchIndex: i,
+      input: encode([value ?? i]),
+      inputKeys: [],
+      outputKey: `bench/${i}`,
+      savePaths: [],
+      priority: 3,
+      kind: 'pipeline',
+      retry: { policy: 'Never', limit: 0 },
+    };
+  }
+
+  /** Runs n units one after another, the next submitted from onDone; returns each unit's submit→onDone time. */
+  sequential(n: number): Promise<Float64Array> {
+    return new Promise((resolve, reject) => {
+      const out = new Float64Array(n);
+      let i = 0;
+      const next = (): void => {
+        const u = this.unit();
+        const t0 = performance.now();
+        this.dispatcher.submit(u, {
+          onDone: (o) => {
+            out[i] = performance.now() - t0;
+            const err = failure(o);
+            if (err) return reject(err);
+            if (++i === n) resolve(out);
+            else next();
+          },
+        });
+      };
+      next();
+    });
+  }
+
+  /** Submits n units at once; resolves with their decoded results when all are done. */
+  burst(n: number, value?: unknown): Promise<unknown[]> {
+    return new Promise((resolve, reject) => {
+      const results: unknown[] = [];
+      let done = 0;
+      for (let i = 0; i < n; i++) {
+        this.dispatcher.submit(this.unit(value), {
+          onDone: (o) => {
+            const err = failure(o);
+            if (err) return reject(err);
+            if (o.status === 'succeeded' && o.result.kind?.$case === 'inline')
+              results.push(decode(o.result.kind.value));
+            if (++done === n) resolve(results);
+          },
+        });
+      }
+    });
+  }
+
+  /** Waits until `n` distinct algorithm processes have answered; returns their pids. */
+  async warm(n: number, timeoutMs = 30_000): Promise<number[]> {
+    const pids = new Set<number>();
+    const deadline = Date.now() + timeoutMs;
+    while (pids.size < n) {
+      if (Date.now() > deadline) throw new Error(`only ${pids.size} of ${n} workers came up within ${timeoutMs} ms`);
+      for (const v of await this.burst(Math.max(8, 4 * n), { warm: 25 })) if (typeof v === 'number') pids.add(v);
+      if (pids.size < n) await sleep(50);
+    }
+    return [...pids];
+  }
+
+  async close(): Promise<void> {
+    await this.dispatcher.shutdown();
+    await this.executor.shutdown();
+    await new Promise<void>((res) => {
+      const t = setTimeout(() => {
+        this.server.forceShutdown();
+        res();
+      }, 2000);
+      this.server.tryShutdown(() => {
+        clearTimeout(t);
+        res();
+      });
+    });
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** CPU used so far by the workers (sidecar + algorithm process), ms. */
+function workersCpuMs(algorithmPids: number[]): number {
+  let total = 0;
+  for (const pid of algorithmPids) {
+    const sidecar = parentPid(pid);
+    total += (procCpuMs(pid) ?? NaN) + (sidecar ? (procCpuMs(sidecar) ?? NaN) : NaN);
+  }
+  return total;
+}
 
 export interface DispatchResult {
   firstUnitMs: number;
@@ -32,122 +188,24 @@ export interface DispatchResult {
   cpCpuUsPerUnit: number;
   /** Sidecar + algorithm process CPU per unit, µs (from /proc). */
   workerCpuUsPerUnit: number | undefined;
+  load: LoadReport;
 }
 
+/** One warm worker; units one after another; submit→onDone per unit. */
 export async function dispatchRoundTrip(opts: { warmup: number; units: number }): Promise<DispatchResult> {
-  const dir = mkdtempSync(join(tmpdir(), 'weft-bench-dispatch-'));
-  const log = createLogger({ component: 'bench-dispatch' }, 'warn');
-  const def: AlgorithmDef = {
-    name: 'empty',
-    env: 'nodejs',
-    codePath: join(ALGORITHMS_DIR, 'empty'),
-    entryPoint: 'index.js',
-    image: '',
-    cpu: 0.1,
-    memBytes: 128 * MiB,
-    gpu: 0,
-    minHotWorkers: 1,
-    maxWorkers: 1,
-    env_vars: {},
-  };
-  const executor = new LocalExecutor({ logDir: join(dir, 'logs'), log });
-  const blobs = new FsBlobStore(join(dir, 'blobs'));
-  let address = '';
-  const dispatcher = new Dispatcher({
-    executor,
-    algorithm: (name) => (name === def.name ? def : undefined),
-    storageUrl: blobs.url,
-    serverAddress: () => address,
-    config: { ...DEFAULT_DISPATCHER_CONFIG },
-    metrics: new Metrics(),
-    log,
-  });
-  const server = new Server({
-    'grpc.max_receive_message_length': 256 * MiB,
-    'grpc.max_send_message_length': 256 * MiB,
-  });
-  const impl: WorkersServer & UntypedServiceImplementation = {
-    connect: (call: ServerDuplexStream<WorkerEvent, WorkerCommand>) => dispatcher.attach(call),
-  };
-  server.addService(WorkersService, impl);
-  const port = await new Promise<number>((res, rej) =>
-    server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, p) => (err ? rej(err) : res(p))),
-  );
-  address = `127.0.0.1:${port}`;
-
-  let seq = 0;
-  const unit = (): WorkUnit => {
-    const i = seq++;
-    return {
-      taskId: `bench:${i}`,
-      jobId: 'bench',
-      algorithmName: def.name,
-      nodeName: 'empty',
-      pipelineName: 'bench',
-      batchIndex: -1,
-      input: encode([i]),
-      inputKeys: [],
-      outputKey: `bench/${i}`,
-      savePaths: [],
-      priority: 3,
-      kind: 'pipeline',
-      retry: { policy: 'Never', limit: 0 },
-    };
-  };
-  const check = (o: Outcome): void => {
-    if (o.status !== 'succeeded') {
-      throw new Error(`unit ${o.status}: ${o.status === 'failed' ? `${o.failure.type}: ${o.failure.message}` : ''}`);
-    }
-  };
-
-  /** Runs n units one after another, the next submitted from onDone; returns each unit's submit→onDone time. */
-  const sequential = (n: number, makeUnit: () => WorkUnit = unit): Promise<Float64Array> =>
-    new Promise((resolve, reject) => {
-      const out = new Float64Array(n);
-      let i = 0;
-      const next = (): void => {
-        const u = makeUnit();
-        const t0 = performance.now();
-        dispatcher.submit(u, {
-          onDone: (o) => {
-            out[i] = performance.now() - t0;
-            try {
-              check(o);
-            } catch (err) {
-              reject(err);
-              return;
-            }
-            if (++i === n) resolve(out);
-            else next();
-          },
-        });
-      };
-      next();
-    });
-
+  const h = await Harness.start(1);
   try {
-    // The first unit starts the worker: a sidecar process that spawns the algorithm's process.
-    const first = await sequential(1);
-    // The worker's pid, for CPU accounting: ask the empty algorithm who it is.
-    const pid = await new Promise<number>((resolve, reject) => {
-      dispatcher.submit({ ...unit(), input: encode([{ warm: 0 }]) }, {
-        onDone: (o) => {
-          if (o.status !== 'succeeded' || o.result.kind?.$case !== 'inline') return reject(new Error('pid probe failed'));
-          resolve(decode(o.result.kind.value) as number);
-        },
-      });
-    });
-    const sidecarPid = parentPid(pid);
-    await sequential(opts.warmup);
-
+    const first = await h.sequential(1); // starts the worker: a sidecar process that spawns the algorithm's process
+    const pids = await h.warm(1);
+    await h.sequential(opts.warmup);
+    const load = new LoadMonitor();
     const cpu0 = process.cpuUsage();
-    const w0 = (procCpuMs(pid) ?? NaN) + (sidecarPid ? (procCpuMs(sidecarPid) ?? NaN) : NaN);
+    const w0 = workersCpuMs(pids);
     const t0 = performance.now();
-    const samples = await sequential(opts.units);
+    const samples = await h.sequential(opts.units);
     const elapsed = performance.now() - t0;
     const cpu = process.cpuUsage(cpu0);
-    const w1 = (procCpuMs(pid) ?? NaN) + (sidecarPid ? (procCpuMs(sidecarPid) ?? NaN) : NaN);
-    const workerCpu = w1 - w0;
+    const workerCpu = workersCpuMs(pids) - w0;
     return {
       firstUnitMs: first[0]!,
       warmup: opts.warmup,
@@ -156,20 +214,52 @@ export async function dispatchRoundTrip(opts: { warmup: number; units: number })
       unitsPerSec: opts.units / (elapsed / 1000),
       cpCpuUsPerUnit: (cpu.user + cpu.system) / opts.units,
       workerCpuUsPerUnit: Number.isFinite(workerCpu) ? (workerCpu * 1000) / opts.units : undefined,
+      load: load.stop(),
     };
   } finally {
-    await dispatcher.shutdown();
-    await executor.shutdown();
-    await new Promise<void>((res) => {
-      const t = setTimeout(() => {
-        server.forceShutdown();
-        res();
-      }, 2000);
-      server.tryShutdown(() => {
-        clearTimeout(t);
-        res();
-      });
-    });
-    rmSync(dir, { recursive: true, force: true });
+    await h.close();
+  }
+}
+
+export interface DispatchBurstResult {
+  workers: number;
+  units: number;
+  ms: number;
+  unitsPerSec: number;
+  cpCpuUsPerUnit: number;
+  workerCpuUsPerUnit: number | undefined;
+  load: LoadReport;
+}
+
+/** `workers` warm workers; `units` submitted at once: the dispatcher's throughput without engine and store. */
+export async function dispatchBurst(opts: {
+  workers: number;
+  warmup: number;
+  units: number;
+}): Promise<DispatchBurstResult> {
+  const h = await Harness.start(opts.workers);
+  try {
+    h.dispatcher.ensureHot('empty');
+    const pids = await h.warm(opts.workers);
+    await h.burst(opts.warmup);
+    const load = new LoadMonitor();
+    const cpu0 = process.cpuUsage();
+    const w0 = workersCpuMs(pids);
+    const t0 = performance.now();
+    await h.burst(opts.units);
+    const ms = performance.now() - t0;
+    const cpu = process.cpuUsage(cpu0);
+    const workerCpu = workersCpuMs(pids) - w0;
+    return {
+      workers: opts.workers,
+      units: opts.units,
+      ms,
+      unitsPerSec: opts.units / (ms / 1000),
+      cpCpuUsPerUnit: (cpu.user + cpu.system) / opts.units,
+      workerCpuUsPerUnit: Number.isFinite(workerCpu) ? (workerCpu * 1000) / opts.units : undefined,
+      load: load.stop(),
+    };
+  } finally {
+    await h.close();
   }
 }

@@ -2,6 +2,7 @@
 export interface Summary {
   n: number;
   p50: number;
+  p90: number;
   p99: number;
   mean: number;
   min: number;
@@ -21,6 +22,7 @@ export function summarize(samples: readonly number[]): Summary {
   return {
     n: s.length,
     p50: percentile(s, 50),
+    p90: percentile(s, 90),
     p99: percentile(s, 99),
     mean: s.length ? sum / s.length : NaN,
     min: s[0] ?? NaN,

@@ -24,6 +24,8 @@ export const BLOB_REF_EXT = 0x57;
 const packr = new Packr({
   useRecords: false,
   moreTypes: false,
+  // msgpackr would write undefined as an extension other libraries don't know.
+  encodeUndefinedAsNil: true,
   int64AsType: 'auto' as unknown as 'bigint',
 });
 

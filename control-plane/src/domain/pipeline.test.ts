@@ -784,3 +784,19 @@ describe('buildTaskInputs', () => {
     expect(seen['Reduce']).toEqual([[[0, 1, 2, 3, 4].map((i) => new BlobRef(`Multiply/${i}`, []))]]);
   });
 });
+
+describe('node kinds', () => {
+  it('accepts kind "algorithm" or none, and rejects kinds that are not supported yet', () => {
+    const ok = parsePipeline(
+      { name: 'p', nodes: [{ nodeName: 'A', algorithmName: 'a', input: [], kind: 'algorithm' }] },
+      () => true,
+    );
+    expect(ok.order).toEqual(['A']);
+    expect(() =>
+      parsePipeline(
+        { name: 'p', nodes: [{ nodeName: 'A', algorithmName: 'a', input: [], kind: 'output' }] },
+        () => true,
+      ),
+    ).toThrow(/nodes\[0\]\.kind: node "A": kind "output" is not supported yet/);
+  });
+});

@@ -201,6 +201,14 @@ export function parsePipeline(d: Descriptor, isKnownAlgorithm: (name: string) =>
     const prev = indexOf.get(nodeName);
     if (prev !== undefined) throw invalid(`${at}.nodeName`, `duplicate node name "${nodeName}" (also nodes[${prev}])`);
     indexOf.set(nodeName, i);
+    // HKube's other kinds (output, pipeline, debug...) arrive later; running
+    // them as plain algorithms would silently mean something else.
+    if (raw.kind !== undefined && raw.kind !== '' && raw.kind !== 'algorithm') {
+      throw invalid(
+        `${at}.kind`,
+        `node "${nodeName}": kind ${JSON.stringify(raw.kind)} is not supported yet (supported: algorithm)`,
+      );
+    }
     const algorithmName = requireName(raw.algorithmName, `${at}.algorithmName`);
     if (!isKnownAlgorithm(algorithmName)) {
       throw invalid(`${at}.algorithmName`, `node "${nodeName}" uses unknown algorithm "${algorithmName}"`);

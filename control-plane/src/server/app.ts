@@ -14,7 +14,7 @@ import {
   descriptorSetPath,
 } from '@weft/proto';
 import { DEFAULT_DISPATCHER_CONFIG, Dispatcher, type DispatcherConfig } from '../dispatch/dispatcher.js';
-import { AlgorithmRegistry } from '../engine/algorithms.js';
+import { AlgorithmRegistry, parseMemory } from '../engine/algorithms.js';
 import { JobEngine } from '../engine/jobs.js';
 import { LocalExecutor } from '../executor/local.js';
 import { loadAlgorithmFile } from '../specfiles.js';
@@ -37,6 +37,8 @@ export interface ControlPlaneConfig {
   dispatcher: DispatcherConfig;
   /** Stored results up to this size are inlined in GetResult. @default 1 MiB */
   resultInlineLimit: number;
+  /** CPU cores and memory bytes workers may request in total. @default the machine's */
+  capacity: { cpu?: number; memBytes?: number };
   log?: Logger;
 }
 
@@ -74,6 +76,10 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ControlPlan
       startTimeoutMs: num(env['WEFT_START_TIMEOUT_MS'], DEFAULT_DISPATCHER_CONFIG.startTimeoutMs),
     },
     resultInlineLimit: num(env['WEFT_RESULT_INLINE_LIMIT'], 1024 * 1024),
+    capacity: {
+      ...(env['WEFT_CPUS'] ? { cpu: num(env['WEFT_CPUS'], 0) } : {}),
+      ...(env['WEFT_MEMORY'] ? { memBytes: parseMemory(env['WEFT_MEMORY'], 'WEFT_MEMORY') } : {}),
+    },
   };
 }
 
@@ -86,7 +92,7 @@ export async function startControlPlane(config: ControlPlaneConfig): Promise<Con
   const metrics = new Metrics();
   const algorithms = new AlgorithmRegistry(store, join(dataDir, 'code'));
   await algorithms.load();
-  const executor = new LocalExecutor({ logDir: join(dataDir, 'logs'), log });
+  const executor = new LocalExecutor({ logDir: join(dataDir, 'logs'), log, ...config.capacity });
   let address = '';
   const dispatcher = new Dispatcher({
     executor,
