@@ -89,6 +89,24 @@ interface TaskRow {
   ended: number;
 }
 
+function taskRow(t: TaskRecord): Record<string, unknown> {
+  return {
+    job_id: t.jobId,
+    node_name: t.nodeName,
+    batch_index: t.batchIndex,
+    task_id: t.taskId,
+    state: t.state,
+    attempts: t.attempts,
+    result_inline: t.resultInline ?? null,
+    result_key: t.resultKey ?? null,
+    result_size: t.resultSize,
+    meta: JSON.stringify(t.meta),
+    error: t.error === undefined ? null : JSON.stringify(t.error),
+    started: t.started?.getTime() ?? null,
+    ended: t.ended.getTime(),
+  };
+}
+
 const toDate = (ms: number | null): Date | undefined => (ms === null ? undefined : new Date(ms));
 
 function jobFromRow(r: JobRow): JobRecord {
@@ -133,6 +151,11 @@ function taskFromRow(r: TaskRow): TaskRecord {
 export class SqliteStateStore implements StateStore {
   private readonly db: Database.Database;
   private readonly stmts;
+  private pendingTasks: {
+    row: Record<string, unknown>;
+    resolve: (inserted: boolean) => void;
+    reject: (err: unknown) => void;
+  }[] = [];
 
   constructor(file: string) {
     mkdirSync(dirname(file), { recursive: true });
@@ -301,23 +324,31 @@ export class SqliteStateStore implements StateStore {
     return Promise.resolve(rows.map(jobFromRow));
   }
 
+  /**
+   * Task records that arrive in the same event-loop turn are written in one
+   * transaction: a busy batch finishes hundreds of tasks per turn, and a
+   * commit per row would cost more than everything else the control plane
+   * does for a task.
+   */
   recordTask(t: TaskRecord): Promise<boolean> {
-    const info = this.stmts.recordTask.run({
-      job_id: t.jobId,
-      node_name: t.nodeName,
-      batch_index: t.batchIndex,
-      task_id: t.taskId,
-      state: t.state,
-      attempts: t.attempts,
-      result_inline: t.resultInline ?? null,
-      result_key: t.resultKey ?? null,
-      result_size: t.resultSize,
-      meta: JSON.stringify(t.meta),
-      error: t.error === undefined ? null : JSON.stringify(t.error),
-      started: t.started?.getTime() ?? null,
-      ended: t.ended.getTime(),
+    return new Promise<boolean>((resolve, reject) => {
+      this.pendingTasks.push({ row: taskRow(t), resolve, reject });
+      if (this.pendingTasks.length === 1) setImmediate(() => this.flushTasks());
     });
-    return Promise.resolve(info.changes > 0);
+  }
+
+  private flushTasks(): void {
+    const batch = this.pendingTasks;
+    this.pendingTasks = [];
+    if (batch.length === 0) return;
+    let inserted: boolean[];
+    try {
+      inserted = this.db.transaction(() => batch.map((b) => this.stmts.recordTask.run(b.row).changes > 0))();
+    } catch (err) {
+      for (const b of batch) b.reject(err);
+      return;
+    }
+    batch.forEach((b, i) => b.resolve(inserted[i]!));
   }
 
   listTasks(jobId: string): Promise<TaskRecord[]> {
@@ -325,6 +356,7 @@ export class SqliteStateStore implements StateStore {
   }
 
   close(): Promise<void> {
+    this.flushTasks();
     this.db.close();
     return Promise.resolve();
   }
