@@ -152,6 +152,15 @@ describe('pipelines end to end', () => {
     expect(await c.values(jobId)).toEqual([0]);
   });
 
+  it('gives the algorithm process its algorithmEnv', async () => {
+    const jobId = await c.exec({
+      name: 'env',
+      nodes: [{ nodeName: 'E', algorithmName: 'envcheck', input: ['GREETING'] }],
+    });
+    expect((await c.wait(jobId)).state).toBe(JobState.JOB_STATE_COMPLETED);
+    expect(await c.values(jobId)).toEqual([{ GREETING: 'hello from algorithmEnv' }]);
+  });
+
   it('lists jobs and exposes Prometheus metrics', async () => {
     const r = await weft(['exec', 'ls', '-o', 'json'], { WEFT_SERVER: server.address });
     expect(r.code).toBe(0);
