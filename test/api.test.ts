@@ -77,6 +77,14 @@ describe('standard gRPC services', () => {
   });
 });
 
+describe('Jobs.Watch', () => {
+  it('answers NOT_FOUND for an unknown job instead of hanging', async () => {
+    const r = await weft(['exec', 'watch', 'no-such-job'], env());
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/job no-such-job not found/);
+  });
+});
+
 describe('the CLI against a server', () => {
   it('stores, lists, gets, runs (with an input override) and deletes a pipeline', async () => {
     const store = await weft(['pipeline', 'store', '-f', join(ROOT, 'examples/numbers/pipeline.yaml')], env());

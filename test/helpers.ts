@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { credentials, type Client, type ServiceError } from '@grpc/grpc-js';
 import { afterAll } from 'vitest';
 import { decode } from '@weft/common';
-import { loadAlgorithmFile } from '@weft/control-plane';
+import { loadAlgorithmSpecs } from '@weft/control-plane';
 import {
   AlgorithmStoreClient,
   JobsClient,
@@ -118,7 +118,7 @@ export function clients(address: string) {
     stop: promisify<{ jobId: string; reason: string }, JobStatus>(jobs, 'stop'),
     /** Applies every spec in a file (relative code paths resolved against it). */
     async applyFile(file: string): Promise<void> {
-      for (const spec of loadAlgorithmFile(file)) await c.applyAlgorithm({ spec });
+      for (const spec of (await loadAlgorithmSpecs(file)).specs) await c.applyAlgorithm({ spec });
     },
     /** Runs a descriptor (JSON form) and returns its job id. */
     async exec(descriptor: Record<string, unknown>, flowInputMsgpack = Buffer.alloc(0)): Promise<string> {

@@ -17,4 +17,4 @@ export type { Executor, AlgorithmDef, WorkerHandle, WorkerLaunch } from './execu
 export { Metrics } from './server/metrics.js';
 export { SqliteStateStore } from './store/sqlite.js';
 export type { StateStore } from './store/port.js';
-export { loadAlgorithmFile, readDocuments } from './specfiles.js';
+export { loadAlgorithmSpecs, loadPipelines } from './cli/files.js';

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { ServerDuplexStream } from '@grpc/grpc-js';
-import type { Logger } from '@weft/common';
+import { Status, type Logger } from '@weft/common';
 import type { Payload, PathMeta, TaskFailure, WorkerCommand, WorkerEvent } from '@weft/proto';
 import type { AlgorithmDef, Executor, WorkerHandle } from '../executor/port.js';
 import type { Metrics } from '../server/metrics.js';
@@ -117,6 +117,9 @@ interface Pool {
 
 const MAX_FAILED_STARTS = 3;
 
+/** Version of the Workers stream protocol (Hello.protocol_version). */
+export const WORKER_PROTOCOL_VERSION = 1;
+
 /**
  * Routes units of work to warm workers. Owns the per-algorithm queues, the
  * worker pools and every worker's stream; knows nothing about pipelines.
@@ -195,7 +198,15 @@ export class Dispatcher {
     call.on('data', (ev: WorkerEvent) => {
       try {
         if (!worker) {
-          worker = this.greet(call, ev);
+          try {
+            worker = this.greet(call, ev);
+          } catch (err) {
+            // Refuse the stream with a status the sidecar can show, rather than leave it dangling.
+            const details = err instanceof Error ? err.message : String(err);
+            this.deps.log.warn('worker refused', { reason: details });
+            // grpc-js turns an 'error' emitted on a server stream into the call's status.
+            call.emit('error', Object.assign(new Error(details), { code: Status.FAILED_PRECONDITION, details }));
+          }
           return;
         }
         this.onEvent(worker, ev);
@@ -361,6 +372,12 @@ export class Dispatcher {
   private greet(call: WorkerCall, ev: WorkerEvent): Worker {
     if (ev.event?.$case !== 'hello') throw new Error('the first event on a worker stream must be hello');
     const hello = ev.event.value;
+    // 0 means the field was left out; anything else must be a version this control plane speaks.
+    if (hello.protocolVersion !== 0 && hello.protocolVersion !== WORKER_PROTOCOL_VERSION) {
+      throw new Error(
+        `worker speaks protocol ${hello.protocolVersion}; this control plane speaks ${WORKER_PROTOCOL_VERSION}`,
+      );
+    }
     let w = hello.workerId ? this.workers.get(hello.workerId) : undefined;
     if (!w) {
       // A sidecar nobody started: e.g. one algorithm debugged from an IDE. It
@@ -499,6 +516,7 @@ export class Dispatcher {
     } else if (retryable && p.attempt <= limit) {
       p.attempt++;
       p.started = undefined;
+      p.enqueuedAt = performance.now();
       p.listener.onRetry?.(failure, p.attempt);
       this.pool(p.unit.algorithmName).queue.push(p);
       this.pump(p.unit.algorithmName);

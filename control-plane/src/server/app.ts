@@ -17,7 +17,7 @@ import { DEFAULT_DISPATCHER_CONFIG, Dispatcher, type DispatcherConfig } from '..
 import { AlgorithmRegistry, parseMemory } from '../engine/algorithms.js';
 import { JobEngine } from '../engine/jobs.js';
 import { LocalExecutor } from '../executor/local.js';
-import { loadAlgorithmFile } from '../specfiles.js';
+import { loadAlgorithmSpecs } from '../cli/files.js';
 import { SqliteStateStore } from '../store/sqlite.js';
 import { algorithmStore, jobs, pipelineStore, workers, type HandlerDeps } from './handlers.js';
 import { Metrics } from './metrics.js';
@@ -168,7 +168,9 @@ export async function startControlPlane(config: ControlPlaneConfig): Promise<Con
     for (const entry of existsSync(dir) ? readdirSync(dir).sort() : []) {
       const file = join(dir, entry, 'algorithms.yaml');
       if (!existsSync(file)) continue;
-      for (const spec of loadAlgorithmFile(file)) {
+      const { specs, warnings } = await loadAlgorithmSpecs(file);
+      for (const w of warnings) log.warn(w, { file });
+      for (const spec of specs) {
         const def = await algorithms.apply(spec);
         log.info('algorithm registered', { algorithm: def.name, from: file });
       }

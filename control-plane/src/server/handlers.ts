@@ -223,7 +223,9 @@ export function jobs(d: HandlerDeps): JobsServer & UntypedServiceImplementation 
           send({ time: new Date(), event: { $case: 'status', value: status } });
           call.end();
         },
-        (err: unknown) => call.destroy(Object.assign(new Error(toServiceError(err).details), toServiceError(err))),
+        // grpc-js turns an 'error' emitted on a server stream into the call's status.
+        (err: unknown) =>
+          call.emit('error', Object.assign(new Error(toServiceError(err).details), toServiceError(err))),
       );
     },
   };

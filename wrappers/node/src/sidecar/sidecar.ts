@@ -5,7 +5,7 @@ import { credentials, type ClientDuplexStream } from '@grpc/grpc-js';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { decode, encode, openBlobStore, type BlobStore, type Logger } from '@weft/common';
 import { WorkersClient, type Task, type WorkerCommand, type WorkerEvent } from '@weft/proto';
-import { decodeFrame, encodeFrame, type AlgorithmFrame, type SidecarFrame } from '../protocol.js';
+import { decodeFrame, encodeFrame, type AlgorithmFrame, type SidecarFrame, type WireFailure } from '../protocol.js';
 
 /** Version of the worker stream protocol this sidecar speaks (Hello.protocol_version). */
 export const WORKER_PROTOCOL_VERSION = 1;
@@ -276,23 +276,26 @@ export class Sidecar {
         this.emit({ event: { $case: 'done', value: { taskId: f.data.taskId, result, metadata } } });
         return;
       }
-      case 'errorMessage':
+      case 'errorMessage': {
         this.current = undefined;
+        // A wrapper in another language may send a partial error; the task must still fail, not hang.
+        const e: Partial<WireFailure> = f.data.error ?? {};
         this.emit({
           event: {
             $case: 'error',
             value: {
               taskId: f.data.taskId,
               failure: {
-                type: f.data.error.type,
-                message: f.data.error.message,
-                stack: f.data.error.stack,
+                type: String(e.type ?? 'Error'),
+                message: String(e.message ?? 'the algorithm reported an error without a message'),
+                stack: String(e.stack ?? ''),
                 crash: false,
               },
             },
           },
         });
         return;
+      }
       case 'stopped':
         this.current = undefined;
         this.emit({ event: { $case: 'stopped', value: { taskId: f.data.taskId } } });
