@@ -89,6 +89,14 @@ describe('worker pools', () => {
     expect(st.error).toMatch(/node "X".*Unschedulable: algorithm "huge" requests cpu 0.1 and memory 68719476736 bytes/);
   });
 
+  it('fails a job on an algorithm env this sidecar cannot run, saying so', async () => {
+    await apply({ name: 'snake', env: 'python', code: { path: code('echo'), entryPoint: 'main.py' } });
+    const jobId = await c.exec({ name: 'p', nodes: [{ nodeName: 'P', algorithmName: 'snake', input: [1] }] });
+    const st = await c.wait(jobId);
+    expect(st.state).toBe(JobState.JOB_STATE_FAILED);
+    expect(st.error).toMatch(/node "P".*WorkerStartFailed: .*env "python" cannot run on this sidecar \(supported: nodejs\)/);
+  });
+
   it('runs code shipped as a .tar.gz', async () => {
     const tgz = join(dir, 'echo.tar.gz');
     await createTar({ gzip: true, file: tgz, cwd: code('echo') }, ['index.js']);

@@ -336,20 +336,34 @@ export class Sidecar {
       this.toAlgorithm({ command: 'exit', data: { exitCode: code } });
     }
     this.ending = true;
-    this.call?.end();
+    const call = this.call;
+    // Exit only once the control plane has our last events (it closes its side
+    // when we end ours), or after a second: otherwise the process may be seen
+    // exiting before the reason it is exiting arrives.
+    const streamClosed = new Promise<void>((resolve) => {
+      if (!call) return resolve();
+      const t = setTimeout(resolve, 1000);
+      const done = (): void => {
+        clearTimeout(t);
+        resolve();
+      };
+      call.once('status', done);
+      call.once('error', done);
+      call.once('close', done);
+      call.end();
+    });
     const child = this.child;
-    const finish = (): void => {
-      this.wss.close();
-      this.resolveDone(code);
-    };
-    if (child && child.exitCode === null && child.signalCode === null) {
+    const childExited = new Promise<void>((resolve) => {
+      if (!child || child.exitCode !== null || child.signalCode !== null) return resolve();
       const kill = setTimeout(() => child.kill('SIGKILL'), 2000);
       child.once('exit', () => {
         clearTimeout(kill);
-        finish();
+        resolve();
       });
-    } else {
-      finish();
-    }
+    });
+    void Promise.all([streamClosed, childExited]).then(() => {
+      this.wss.close();
+      this.resolveDone(code);
+    });
   }
 }
