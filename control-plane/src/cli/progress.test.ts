@@ -80,11 +80,11 @@ describe('JobProgress', () => {
       },
     };
     expect(progress.apply(status)).toBeUndefined();
-    // Range's 1 task done of 1 + 5 + 1.
-    expect(progress.view().percent).toBeCloseTo(100 / 7);
+    // Range done, Multiply 0 of 5, Reduce not started: one node of three.
+    expect(progress.view().percent).toBeCloseTo(100 / 3);
     expect(progress.apply({ event: { $case: 'node', value: multiply } })).toBeUndefined();
-    // (1 + 2) done of (1 + 5 + 1) known tasks.
-    expect(progress.view().percent).toBeCloseTo(300 / 7);
+    // Range done, Multiply 2 of 5, Reduce not started.
+    expect(progress.view().percent).toBeCloseTo((100 * (1 + 2 / 5)) / 3);
     expect(progress.view().nodes.map((n) => n.nodeName)).toEqual(['Range', 'Multiply', 'Reduce']);
     const message = progress.apply({
       event: {
@@ -96,11 +96,18 @@ describe('JobProgress', () => {
     expect(progress.apply({})).toBeUndefined();
   });
 
-  it('counts a node of unknown size as one open task', () => {
+  it('counts a node of unknown size as not started, and never moves backwards as sizes become known', () => {
     const progress = new JobProgress();
     progress.apply({ event: { $case: 'node', value: range } });
     progress.apply({
       event: { $case: 'node', value: node({ nodeName: 'Multiply', state: NodeState.NODE_STATE_PENDING }) },
+    });
+    expect(progress.view().percent).toBe(50);
+    progress.apply({
+      event: {
+        $case: 'node',
+        value: node({ nodeName: 'Multiply', state: NodeState.NODE_STATE_ACTIVE, total: 100, succeeded: 0 }),
+      },
     });
     expect(progress.view().percent).toBe(50);
   });

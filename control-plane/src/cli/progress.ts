@@ -93,27 +93,17 @@ export class JobProgress {
   }
 
   // Between status snapshots only node counts arrive, so the CLI computes
-  // progress itself: (succeeded + failed + skipped tasks) / tasks, like the
-  // server, except that a node whose total is not known yet counts as one
-  // open task. Otherwise the bar shows 100% as soon as the first node is done.
+  // progress itself, as the mean of each node's completed fraction. A count of
+  // all tasks (the server's HKube-compatible figure) would jump backwards
+  // whenever a batch's size became known; this one only moves forward.
   private estimate(): number | undefined {
-    let tasks = 0;
-    let done = 0;
+    if (this.nodes.size === 0) return undefined;
+    let sum = 0;
     for (const node of this.nodes.values()) {
-      const finished =
-        node.state === NodeState.NODE_STATE_SUCCEEDED ||
-        node.state === NodeState.NODE_STATE_FAILED ||
-        node.state === NodeState.NODE_STATE_SKIPPED ||
-        node.state === NodeState.NODE_STATE_STOPPED;
-      if (node.total === 0) {
-        tasks += finished ? 0 : 1;
-        continue;
-      }
-      tasks += node.total;
-      done +=
-        node.state === NodeState.NODE_STATE_SKIPPED ? node.total : Math.min(node.total, node.succeeded + node.failed);
+      if (node.state === NodeState.NODE_STATE_SUCCEEDED || node.state === NodeState.NODE_STATE_SKIPPED) sum += 1;
+      else if (node.total > 0) sum += Math.min(node.total, node.succeeded + node.failed) / node.total;
     }
-    return tasks > 0 ? (100 * done) / tasks : undefined;
+    return (100 * sum) / this.nodes.size;
   }
 }
 
