@@ -23,6 +23,40 @@ afterAll(async () => {
 const marker = (name: string) => join(dir, name);
 const readMarker = (file: string) => JSON.parse(readFileSync(file, 'utf8')) as { pid: number; sidecar: number };
 
+describe('algorithm errors', () => {
+  it('fails the job on an algorithm error without retrying, and its stored status matches the live one', async () => {
+    const jobId = await c.exec({
+      name: 'p',
+      nodes: [
+        { nodeName: 'A', algorithmName: 'echo', input: [[10, 20, 30]] },
+        { nodeName: 'B', algorithmName: 'thrower', input: ['#@A'] },
+      ],
+    });
+    const events = await c.watch(jobId);
+    const last = events.at(-1)?.event;
+    expect(last?.$case).toBe('status');
+    const live = last?.$case === 'status' ? last.value : undefined;
+    expect(live?.state).toBe(JobState.JOB_STATE_FAILED);
+    expect(live?.error).toMatch(/node "B" batch item 1 \(task \S+:1:1\) failed: RangeError: item 1 is out of range/);
+    const stored = await c.status({ jobId });
+    expect(stored.nodes.map((n) => [n.nodeName, n.state, n.total])).toEqual([
+      ['A', NodeState.NODE_STATE_SUCCEEDED, 1],
+      ['B', NodeState.NODE_STATE_FAILED, 3],
+    ]);
+    expect(stored.nodes).toEqual(live?.nodes);
+    const err = stored.nodes[1]!.errors[0]!;
+    expect(err.attempts).toBe(1);
+    expect(err.failure?.stack).toMatch(/RangeError: item 1 is out of range\n\s+at .*thrower\/index\.js/);
+  });
+
+  it('fails a task whose result cannot be decoded instead of leaving the job waiting', async () => {
+    const jobId = await c.exec({ name: 'p', nodes: [{ nodeName: 'W', algorithmName: 'weird', input: [] }] });
+    const st = await c.wait(jobId, 20_000);
+    expect(st.state).toBe(JobState.JOB_STATE_FAILED);
+    expect(st.error).toMatch(/node "W".*ProtocolError: malformed frame from the algorithm/);
+  });
+});
+
 describe('worker failures', () => {
   it('runs a task again on a new worker when its algorithm process is SIGKILLed mid-task', async () => {
     const m = marker('killed');

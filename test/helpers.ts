@@ -121,7 +121,7 @@ export function clients(address: string) {
       for (const spec of (await loadAlgorithmSpecs(file)).specs) await c.applyAlgorithm({ spec });
     },
     /** Runs a descriptor (JSON form) and returns its job id. */
-    async exec(descriptor: Record<string, unknown>, flowInputMsgpack = Buffer.alloc(0)): Promise<string> {
+    async exec(descriptor: Record<string, unknown>, flowInputMsgpack: Buffer = Buffer.alloc(0)): Promise<string> {
       return (await c.execRaw({ pipeline: PipelineDescriptor.fromJSON(descriptor), flowInputMsgpack })).jobId;
     },
     /** Collects the job's watch events until the stream ends. */

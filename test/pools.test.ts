@@ -81,6 +81,39 @@ describe('worker pools', () => {
     expect(peak).toBe(1);
   });
 
+  it('replaces a crashed worker once its resources are free, even when it alone fills the machine', async () => {
+    // The hot 'capped' worker holds 0.1 of the one cpu: 0.9 is room for exactly one of these.
+    await apply({ name: 'filler', code: { path: code('crashonce'), entryPoint: '' }, cpu: 0.9 });
+    const jobId = await c.exec({
+      name: 'p',
+      nodes: [{ nodeName: 'F', algorithmName: 'filler', input: [join(dir, 'crash-once')] }],
+    });
+    const st = await c.wait(jobId, 20_000);
+    expect(st.state, st.error).toBe(JobState.JOB_STATE_COMPLETED);
+    expect(await c.values(jobId)).toEqual(['survived']);
+  });
+
+  it('evicts an idle worker of another algorithm when only one fits', async () => {
+    await apply({ name: 'left', code: { path: code('echo'), entryPoint: '' }, cpu: 0.9 });
+    await apply({ name: 'right', code: { path: code('echo'), entryPoint: '' }, cpu: 0.9 });
+    const jobId = await c.exec({
+      name: 'p',
+      nodes: [
+        { nodeName: 'L', algorithmName: 'left', input: ['x'] },
+        { nodeName: 'R', algorithmName: 'right', input: ['@L'] },
+      ],
+    });
+    const st = await c.wait(jobId, 20_000);
+    expect(st.state, st.error).toBe(JobState.JOB_STATE_COMPLETED);
+    expect(await c.values(jobId)).toEqual(['x']);
+  });
+
+  it('retires warm workers when their algorithm is applied again', async () => {
+    expect((await workers('capped')).live).toBe(1);
+    await apply({ name: 'capped', code: { path: code('slowsum'), entryPoint: '' }, minHotWorkers: 0, maxWorkers: 2 });
+    await until(async () => (await workers('capped')).live === 0, 10_000, 'the old hot worker to exit');
+  });
+
   it('fails a job whose algorithm can never fit, saying what it asked for', async () => {
     await apply({ name: 'huge', code: { path: code('echo'), entryPoint: '' }, mem: '64Gi' });
     const jobId = await c.exec({ name: 'p', nodes: [{ nodeName: 'X', algorithmName: 'huge', input: [1] }] });
@@ -94,7 +127,9 @@ describe('worker pools', () => {
     const jobId = await c.exec({ name: 'p', nodes: [{ nodeName: 'P', algorithmName: 'snake', input: [1] }] });
     const st = await c.wait(jobId);
     expect(st.state).toBe(JobState.JOB_STATE_FAILED);
-    expect(st.error).toMatch(/node "P".*WorkerStartFailed: .*env "python" cannot run on this sidecar \(supported: nodejs\)/);
+    expect(st.error).toMatch(
+      /node "P".*WorkerStartFailed: .*env "python" cannot run on this sidecar \(supported: nodejs\)/,
+    );
   });
 
   it('runs code shipped as a .tar.gz', async () => {

@@ -1,11 +1,11 @@
 import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
-import { connect } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import { credentials, status as Status, type ServiceError } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AlgorithmSpec, JobState, WorkersClient } from '@weft/proto';
-import { FIXTURES, alive, clients, startServer, until, type ServerProc } from './helpers.js';
+import { CLI, FIXTURES, alive, clients, startServer, tempDir, until, type ServerProc } from './helpers.js';
 
 const require = createRequire(import.meta.url);
 
@@ -35,6 +35,39 @@ afterAll(async () => {
 });
 
 describe('the Workers stream', () => {
+  it('serves workers when the control plane listens on another loopback address', async () => {
+    const other = await startServer({ env: { WEFT_HOST: '127.0.0.2' } });
+    expect(other.address).toMatch(/^127\.0\.0\.2:/);
+    const oc = clients(other.address);
+    try {
+      await oc.applyFile(join(FIXTURES, 'algorithms.yaml'));
+      const jobId = await oc.exec({ name: 'p', nodes: [{ nodeName: 'E', algorithmName: 'echo', input: [5] }] });
+      expect((await oc.wait(jobId, 20_000)).state).toBe(JobState.JOB_STATE_COMPLETED);
+    } finally {
+      oc.close();
+      await other.stop();
+    }
+  });
+
+  it('exits with the reason when it cannot start, instead of hanging half-started', async () => {
+    const blocker = createServer();
+    await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', r));
+    const busy = (blocker.address() as { port: number }).port;
+    const proc = spawn(
+      process.execPath,
+      [CLI, 'server', '--port', '0', '--metrics-port', String(busy), '--data-dir', tempDir()],
+      {
+        stdio: ['ignore', 'ignore', 'pipe'],
+      },
+    );
+    let stderr = '';
+    proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const code = await new Promise<number | null>((resolve) => proc.on('exit', resolve));
+    blocker.close();
+    expect(code).toBe(1);
+    expect(stderr).toMatch(/in use/);
+  });
+
   it('refuses a worker that speaks another protocol version', async () => {
     const client = new WorkersClient(server.address, credentials.createInsecure());
     const call = client.connect();

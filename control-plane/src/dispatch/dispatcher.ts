@@ -99,6 +99,8 @@ interface Worker {
   call: WorkerCall | undefined;
   handle: WorkerHandle | undefined;
   external: boolean;
+  /** Exit after the current task: the algorithm changed under it. */
+  retire: boolean;
   current: Pending | undefined;
   lastSeen: number;
   createdAt: number;
@@ -190,6 +192,19 @@ export class Dispatcher {
   /** Starts workers until the algorithm has its minHotWorkers. */
   ensureHot(algorithmName: string): void {
     this.scale(algorithmName);
+  }
+
+  /**
+   * The algorithm was applied again or deleted: its workers run the old code
+   * and the old settings, so idle ones exit now and busy ones after their
+   * task; replacements start on demand (or at once, for minHotWorkers).
+   */
+  algorithmChanged(algorithmName: string): void {
+    for (const w of this.pool(algorithmName).workers) {
+      if (w.external) continue;
+      w.retire = true;
+      if (w.state === 'ready') this.exitWorker(w, 'its algorithm changed');
+    }
   }
 
   /** Serves one sidecar's stream (the Workers.Connect RPC). */
@@ -298,7 +313,7 @@ export class Dispatcher {
     for (const w of pool.workers) {
       if (w.state === 'starting') starting++;
       if (w.state === 'busy') busy++;
-      if (w.state !== 'dead' && w.state !== 'exiting') live++;
+      if (w.state !== 'dead' && w.state !== 'exiting' && !w.retire) live++;
     }
     // Starting workers will each take one queued unit when they are ready.
     const wanted = Math.max(
@@ -348,6 +363,7 @@ export class Dispatcher {
       call: undefined,
       handle: undefined,
       external: false,
+      retire: false,
       current: undefined,
       lastSeen: Date.now(),
       createdAt: Date.now(),
@@ -364,7 +380,12 @@ export class Dispatcher {
       this.workerGone(w, `executor could not start it: ${err instanceof Error ? err.message : String(err)}`);
       return;
     }
-    w.handle.onExit((code, signal) => this.workerGone(w, `process exited (code ${code}, signal ${signal})`));
+    w.handle.onExit((code, signal) => {
+      this.workerGone(w, `process exited (code ${code}, signal ${signal})`);
+      // Only now are its cpu and memory free again: work of any algorithm that
+      // was waiting for room (a replacement, or the one it was evicted for) can start.
+      if (!this.closing) for (const alg of this.pools.keys()) this.pump(alg);
+    });
     this.deps.log.info('worker starting', { worker: id, algorithm: def.name, pid: w.handle.pid });
     this.publishWorkers(def.name);
   }
@@ -390,6 +411,7 @@ export class Dispatcher {
         call: undefined,
         handle: undefined,
         external: true,
+        retire: false,
         current: undefined,
         lastSeen: Date.now(),
         createdAt: Date.now(),
@@ -445,6 +467,18 @@ export class Dispatcher {
         return;
       case 'done':
         if (p && p.unit.taskId === e.value.taskId) {
+          const ref = e.value.result?.kind?.$case === 'ref' ? e.value.result.kind.value : undefined;
+          if (ref && ref.key !== p.unit.outputKey) {
+            this.finish(w, p);
+            this.retryOrFail(p, {
+              type: 'ProtocolError',
+              message: `worker ${w.id} reported a stored result at "${ref.key}", not at the task's output key "${p.unit.outputKey}"`,
+              stack: '',
+              crash: false,
+            });
+            this.becameIdle(w);
+            return;
+          }
           this.finish(w, p);
           const result = e.value.result ?? { kind: { $case: 'inline', value: Buffer.from([0xc0]) } };
           this.deps.metrics.tasksTotal.inc({ algorithm: w.alg, outcome: p.stopping ? 'stopped' : 'succeeded' });
@@ -561,6 +595,10 @@ export class Dispatcher {
 
   private becameIdle(w: Worker): void {
     if (w.state !== 'ready') return;
+    if (this.closing || w.retire) {
+      this.exitWorker(w, this.closing ? 'control plane shutting down' : 'its algorithm changed');
+      return;
+    }
     const pool = this.pool(w.alg);
     const next = pool.queue.pop();
     if (next) {

@@ -10,8 +10,8 @@ import {
   type BlobStore,
   type Logger,
 } from '@weft/common';
-import type { JobStatus, LeafResult, NodeStatus, Payload, TaskError, TaskFailure } from '@weft/proto';
-import { JobState as PbJobState, NodeState as PbNodeState } from '@weft/proto';
+import type { JobStatus, LeafResult, Payload, TaskError, TaskFailure } from '@weft/proto';
+import { JobState as PbJobState, NodeState as PbNodeState, NodeStatus } from '@weft/proto';
 import type { Dispatcher, Outcome } from '../dispatch/dispatcher.js';
 import {
   buildTaskInputs,
@@ -265,6 +265,7 @@ export class JobEngine {
       created: new Date(),
       started: undefined,
       ended: undefined,
+      nodes: undefined,
     };
     await this.deps.store.createJob(record);
     this.deps.metrics.jobsActive.inc();
@@ -279,28 +280,30 @@ export class JobEngine {
   async recover(): Promise<number> {
     const jobs = await this.deps.store.listJobs({ states: ['pending', 'active'] });
     for (const record of jobs) {
-      const flowInput = decode(record.flowInput) as Record<string, unknown>;
-      const descriptor = { ...record.descriptor, flowInput } as unknown as Descriptor;
-      let parsed: ParsedPipeline;
+      // One job that cannot be resumed must not keep the others (or the server) from starting.
       try {
-        parsed = this.validate(descriptor);
+        await this.resume(record);
       } catch (err) {
-        await this.deps.store.updateJob(record.jobId, {
-          state: 'failed',
-          error: `cannot resume after restart: ${err instanceof Error ? err.message : String(err)}`,
-          ended: new Date(),
-        });
-        continue;
+        const error = `cannot resume after restart: ${err instanceof Error ? err.message : String(err)}`;
+        this.deps.log.error('job not resumed', { jobId: record.jobId, error });
+        const run = this.runs.get(record.jobId);
+        if (run) await this.failJob(run, error);
+        else await this.deps.store.updateJob(record.jobId, { state: 'failed', error, ended: new Date() });
       }
-      const recorded = new Map<string, TaskRecord>();
-      for (const t of await this.deps.store.listTasks(record.jobId)) recorded.set(`${t.nodeName}#${t.batchIndex}`, t);
-      const run = new JobRun(record, parsed, flowInput, recorded);
-      this.runs.set(record.jobId, run);
-      this.deps.metrics.jobsActive.inc();
-      this.deps.log.info('job resumed', { jobId: record.jobId, recordedTasks: recorded.size });
-      await this.activate(run);
     }
     return jobs.length;
+  }
+
+  private async resume(record: JobRecord): Promise<void> {
+    const flowInput = decode(record.flowInput) as Record<string, unknown>;
+    const parsed = this.validate({ ...record.descriptor, flowInput } as unknown as Descriptor);
+    const recorded = new Map<string, TaskRecord>();
+    for (const t of await this.deps.store.listTasks(record.jobId)) recorded.set(`${t.nodeName}#${t.batchIndex}`, t);
+    const run = new JobRun(record, parsed, flowInput, recorded);
+    this.runs.set(record.jobId, run);
+    this.deps.metrics.jobsActive.inc();
+    this.deps.log.info('job resumed', { jobId: record.jobId, recordedTasks: recorded.size });
+    await this.activate(run);
   }
 
   private async activate(run: JobRun): Promise<void> {
@@ -418,9 +421,12 @@ export class JobEngine {
       onDone: (outcome: Outcome): void => {
         if (started) node.active--;
         else node.queued--;
-        void this.taskDone(run, node, i, batchIndex, taskId, algorithm, outcome).catch((err: unknown) =>
-          this.deps.log.error('recording a task outcome failed', { jobId: run.record.jobId, taskId, err }),
-        );
+        void this.taskDone(run, node, i, batchIndex, taskId, algorithm, outcome).catch((err: unknown) => {
+          // The outcome is not durable, so the job cannot go on as if it were.
+          const message = err instanceof Error ? err.message : String(err);
+          this.deps.log.error('recording a task outcome failed', { jobId: run.record.jobId, taskId, err: message });
+          this.failJob(run, `recording the outcome of task ${taskId} failed: ${message}`).catch(() => undefined);
+        });
       },
     };
   }
@@ -446,6 +452,28 @@ export class JobEngine {
       attempts: outcome.attempts,
       ended: new Date(),
     };
+    // Decoded before it is recorded: a result nobody can read must fail its
+    // task, not stall the job (or, recorded, stop every later restart).
+    let value: unknown = null;
+    if (outcome.status === 'succeeded') {
+      const payload = outcome.result;
+      const inline = payload.kind?.$case === 'inline' ? payload.kind.value : undefined;
+      try {
+        if (inline) value = decode(inline);
+      } catch (err) {
+        outcome = {
+          status: 'failed',
+          failure: {
+            type: 'ResultDecodeError',
+            message: `the result is not msgpack weft can read: ${err instanceof Error ? err.message : String(err)}`,
+            stack: '',
+            crash: false,
+          },
+          attempts: outcome.attempts,
+          started: outcome.started,
+        };
+      }
+    }
     if (outcome.status === 'succeeded') {
       const payload = outcome.result;
       const inline = payload.kind?.$case === 'inline' ? payload.kind.value : undefined;
@@ -463,9 +491,7 @@ export class JobEngine {
         started: outcome.started,
       });
       if (run.final) return;
-      node.items![i] = ref
-        ? { kind: 'blob', key: ref.key, meta }
-        : { kind: 'inline', value: inline ? decode(inline) : null };
+      node.items![i] = ref ? { kind: 'blob', key: ref.key, meta } : { kind: 'inline', value };
       node.succeeded++;
       run.nodeChanged(node.parsed.nodeName);
       if (node.succeeded === node.total) await this.nodeFinished(run, node);
@@ -526,7 +552,9 @@ export class JobEngine {
         n.active = 0;
       }
     }
-    await this.deps.store.updateJob(run.record.jobId, { state, error, ended: run.record.ended });
+    const nodes = [...run.nodes.values()].map((n) => NodeStatus.toJSON(run.nodeStatus(n)) as Record<string, unknown>);
+    run.record.nodes = nodes;
+    await this.deps.store.updateJob(run.record.jobId, { state, error, ended: run.record.ended, nodes });
     this.deps.metrics.jobsActive.dec();
     this.deps.metrics.jobsTotal.inc({ state });
     this.deps.log.info('job ended', { jobId: run.record.jobId, state, error: error || undefined });
@@ -557,26 +585,49 @@ export class JobEngine {
     if (run) return run.status();
     const record = await this.deps.store.getJob(jobId);
     if (!record) throw notFound(`job ${jobId} not found`);
-    return this.statusFromStore(record, await this.deps.store.listTasks(jobId));
+    return this.statusFromStore(record);
   }
 
   /** Rebuilds the status of a job that is not in memory (it ended) from the store. */
-  private statusFromStore(record: JobRecord, tasks: TaskRecord[]): JobStatus {
-    const nodes = (record.descriptor['nodes'] as { nodeName: string; algorithmName: string }[] | undefined) ?? [];
-    const byNode = new Map<string, TaskRecord[]>();
-    for (const t of tasks) (byNode.get(t.nodeName) ?? byNode.set(t.nodeName, []).get(t.nodeName)!).push(t);
-    const finished = record.state === 'completed';
-    return {
+  private async statusFromStore(record: JobRecord): Promise<JobStatus> {
+    const base = {
       jobId: record.jobId,
       pipelineName: record.pipelineName,
       state: STATE_TO_PB[record.state],
-      progress: finished ? 100 : 0,
-      nodes: nodes.map((n): NodeStatus => {
+      error: record.error,
+      priority: record.priority,
+      created: record.created,
+      started: record.started,
+      ended: record.ended,
+      tags: record.tags,
+    };
+    if (record.nodes) {
+      // The summary written when the job ended: the same figures its watchers saw last.
+      const nodes = record.nodes.map((n) => NodeStatus.fromJSON(n));
+      let known = 0;
+      let finished = 0;
+      for (const n of nodes) {
+        known += Math.max(n.total, 1);
+        finished += n.state === PbNodeState.NODE_STATE_SKIPPED ? Math.max(n.total, 1) : n.succeeded + n.failed;
+      }
+      const progress = record.state === 'completed' ? 100 : Math.round((finished / Math.max(known, 1)) * 10000) / 100;
+      return { ...base, progress, nodes };
+    }
+    // No summary (the job ended while it could not be resumed): what the task rows tell.
+    const tasks = await this.deps.store.listTasks(record.jobId);
+    const descriptorNodes =
+      (record.descriptor['nodes'] as { nodeName: string; algorithmName: string }[] | undefined) ?? [];
+    const byNode = new Map<string, TaskRecord[]>();
+    for (const t of tasks) (byNode.get(t.nodeName) ?? byNode.set(t.nodeName, []).get(t.nodeName)!).push(t);
+    const completed = record.state === 'completed';
+    return {
+      ...base,
+      progress: completed ? 100 : 0,
+      nodes: descriptorNodes.map((n): NodeStatus => {
         const ts = byNode.get(n.nodeName) ?? [];
         const failed = ts.filter((t) => t.state === 'failed');
-        const succeeded = ts.length - failed.length;
         const state: NodeState =
-          failed.length > 0 ? 'failed' : finished ? (ts.length === 0 ? 'skipped' : 'succeeded') : 'stopped';
+          failed.length > 0 ? 'failed' : ts.length > 0 ? 'succeeded' : completed ? 'skipped' : 'stopped';
         return {
           nodeName: n.nodeName,
           algorithmName: n.algorithmName,
@@ -584,7 +635,7 @@ export class JobEngine {
           total: ts.length,
           pending: 0,
           active: 0,
-          succeeded,
+          succeeded: ts.length - failed.length,
           failed: failed.length,
           batch: ts.some((t) => t.batchIndex >= 0),
           errors: failed.map((t) => ({
@@ -596,12 +647,6 @@ export class JobEngine {
           })),
         };
       }),
-      error: record.error,
-      priority: record.priority,
-      created: record.created,
-      started: record.started,
-      ended: record.ended,
-      tags: record.tags,
     };
   }
 
@@ -647,7 +692,7 @@ export class JobEngine {
     const out: JobStatus[] = [];
     for (const r of records) {
       const run = this.runs.get(r.jobId);
-      out.push(run ? run.status() : this.statusFromStore(r, await this.deps.store.listTasks(r.jobId)));
+      out.push(run ? run.status() : await this.statusFromStore(r));
     }
     return out;
   }

@@ -59,6 +59,17 @@ function num(v: string | undefined, fallback: number): number {
   return n;
 }
 
+/**
+ * Where clients on this machine (and the sidecars the local executor starts)
+ * dial a server listening on host: the host itself, or loopback for the
+ * wildcard addresses.
+ */
+function dialAddress(host: string, port: number): string {
+  if (host === '0.0.0.0' || host === '') return `127.0.0.1:${port}`;
+  if (host === '::' || host === '[::]') return `[::1]:${port}`;
+  return host.includes(':') && !host.startsWith('[') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
 /** Defaults, overridden by WEFT_* environment variables. */
 export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ControlPlaneConfig {
   return {
@@ -132,56 +143,10 @@ export async function startControlPlane(config: ControlPlaneConfig): Promise<Con
       err ? rej(err) : res(p),
     ),
   );
-  // Sidecars on this machine dial loopback, whatever interface clients use.
-  address = `127.0.0.1:${port}`;
+  address = dialAddress(config.host, port);
 
   let metricsServer: HttpServer | undefined;
   let metricsPort: number | undefined;
-  if (config.metricsPort >= 0) {
-    metricsServer = createServer((req, res) => {
-      if (req.url === '/metrics') {
-        metrics.registry.metrics().then(
-          (body) => {
-            res.writeHead(200, { 'content-type': metrics.registry.contentType });
-            res.end(body);
-          },
-          (err: unknown) => {
-            res.writeHead(500);
-            res.end(String(err));
-          },
-        );
-      } else {
-        res.writeHead(404);
-        res.end('not found: try /metrics\n');
-      }
-    });
-    metricsPort = await new Promise<number>((res, rej) => {
-      metricsServer!.once('error', rej);
-      metricsServer!.listen(config.metricsPort, config.host, () => {
-        const a = metricsServer!.address();
-        res(typeof a === 'object' && a ? a.port : config.metricsPort);
-      });
-    });
-  }
-
-  for (const dir of config.registerDirs) {
-    for (const entry of existsSync(dir) ? readdirSync(dir).sort() : []) {
-      const file = join(dir, entry, 'algorithms.yaml');
-      if (!existsSync(file)) continue;
-      const { specs, warnings } = await loadAlgorithmSpecs(file);
-      for (const w of warnings) log.warn(w, { file });
-      for (const spec of specs) {
-        const def = await algorithms.apply(spec);
-        log.info('algorithm registered', { algorithm: def.name, from: file });
-      }
-    }
-  }
-  for (const rec of await store.listAlgorithms()) {
-    if ((algorithms.get(rec.name)?.minHotWorkers ?? 0) > 0) dispatcher.ensureHot(rec.name);
-  }
-  const resumed = await engine.recover();
-  log.info('control plane serving', { address: `${config.host}:${port}`, dataDir, metricsPort, resumedJobs: resumed });
-
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> =>
     (closing ??= (async () => {
@@ -204,8 +169,65 @@ export async function startControlPlane(config: ControlPlaneConfig): Promise<Con
       log.info('control plane stopped');
     })());
 
+  try {
+    if (config.metricsPort >= 0) {
+      metricsServer = createServer((req, res) => {
+        if (req.url === '/metrics') {
+          metrics.registry.metrics().then(
+            (body) => {
+              res.writeHead(200, { 'content-type': metrics.registry.contentType });
+              res.end(body);
+            },
+            (err: unknown) => {
+              res.writeHead(500);
+              res.end(String(err));
+            },
+          );
+        } else {
+          res.writeHead(404);
+          res.end('not found: try /metrics\n');
+        }
+      });
+      metricsPort = await new Promise<number>((res, rej) => {
+        metricsServer!.once('error', rej);
+        metricsServer!.listen(config.metricsPort, config.host, () => {
+          const a = metricsServer!.address();
+          res(typeof a === 'object' && a ? a.port : config.metricsPort);
+        });
+      });
+    }
+
+    for (const dir of config.registerDirs) {
+      for (const entry of existsSync(dir) ? readdirSync(dir).sort() : []) {
+        const file = join(dir, entry, 'algorithms.yaml');
+        if (!existsSync(file)) continue;
+        const { specs, warnings } = await loadAlgorithmSpecs(file);
+        for (const w of warnings) log.warn(w, { file });
+        for (const spec of specs) {
+          const def = await algorithms.apply(spec);
+          log.info('algorithm registered', { algorithm: def.name, from: file });
+        }
+      }
+    }
+    for (const rec of await store.listAlgorithms()) {
+      if ((algorithms.get(rec.name)?.minHotWorkers ?? 0) > 0) dispatcher.ensureHot(rec.name);
+    }
+    const resumed = await engine.recover();
+    log.info('control plane serving', {
+      address: `${config.host}:${port}`,
+      dataDir,
+      metricsPort,
+      resumedJobs: resumed,
+    });
+  } catch (err) {
+    // Half-started is worse than not started: release the port, the workers
+    // and the database so the caller sees the failure and the process can exit.
+    await close();
+    throw err;
+  }
+
   return {
-    address: `${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${port}`,
+    address: dialAddress(config.host, port),
     port,
     metricsPort,
     dataDir,

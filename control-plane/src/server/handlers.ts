@@ -96,6 +96,7 @@ export function algorithmStore(d: HandlerDeps): AlgorithmStoreServer & UntypedSe
       if (!req.spec) throw invalid('spec', 'is required');
       const spec = req.spec;
       const def = await d.algorithms.apply(spec);
+      d.dispatcher.algorithmChanged(def.name);
       if (def.minHotWorkers > 0) d.dispatcher.ensureHot(def.name);
       const rec = (await d.store.getAlgorithm(spec.name))!;
       return { spec: AlgorithmSpec.fromJSON(rec.spec), created: rec.created, modified: rec.modified };
@@ -118,7 +119,9 @@ export function algorithmStore(d: HandlerDeps): AlgorithmStoreServer & UntypedSe
     })),
     delete: unary(d.log, 'AlgorithmStore.Delete', async (req) => {
       if (!(await d.store.getAlgorithm(req.name))) throw notFound(`algorithm "${req.name}" not found`);
-      return { deleted: await d.algorithms.delete(req.name) };
+      const deleted = await d.algorithms.delete(req.name);
+      d.dispatcher.algorithmChanged(req.name);
+      return { deleted };
     }),
   };
 }

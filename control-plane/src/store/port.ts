@@ -39,6 +39,12 @@ export interface JobRecord {
   created: Date;
   started: Date | undefined;
   ended: Date | undefined;
+  /**
+   * Each node's final state and counts (the NodeStatus JSON form), written
+   * when the job ends: task rows alone cannot tell a batch's size or a node
+   * that never ran.
+   */
+  nodes: Record<string, unknown>[] | undefined;
 }
 
 /** A stored task outcome; one per (job, node, batch index), written once. */
@@ -81,7 +87,10 @@ export interface StateStore {
   deletePipeline(name: string): Promise<boolean>;
 
   createJob(job: JobRecord): Promise<void>;
-  updateJob(jobId: string, patch: Partial<Pick<JobRecord, 'state' | 'error' | 'started' | 'ended'>>): Promise<void>;
+  updateJob(
+    jobId: string,
+    patch: Partial<Pick<JobRecord, 'state' | 'error' | 'started' | 'ended' | 'nodes'>>,
+  ): Promise<void>;
   getJob(jobId: string): Promise<JobRecord | undefined>;
   listJobs(filter: JobFilter): Promise<JobRecord[]>;
 

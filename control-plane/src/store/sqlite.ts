@@ -37,7 +37,8 @@ CREATE TABLE IF NOT EXISTS jobs (
   error TEXT NOT NULL,
   created INTEGER NOT NULL,
   started INTEGER,
-  ended INTEGER
+  ended INTEGER,
+  nodes TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state);
 CREATE INDEX IF NOT EXISTS jobs_pipeline ON jobs (pipeline_name, created);
@@ -71,6 +72,7 @@ interface JobRow {
   created: number;
   started: number | null;
   ended: number | null;
+  nodes: string | null;
 }
 
 interface TaskRow {
@@ -122,6 +124,7 @@ function jobFromRow(r: JobRow): JobRecord {
     created: new Date(r.created),
     started: toDate(r.started),
     ended: toDate(r.ended),
+    nodes: r.nodes === null ? undefined : (JSON.parse(r.nodes) as Record<string, unknown>[]),
   };
 }
 
@@ -164,6 +167,9 @@ export class SqliteStateStore implements StateStore {
     this.db.pragma('synchronous = NORMAL');
     this.db.pragma('busy_timeout = 5000');
     this.db.exec(SCHEMA);
+    // Data directories made before jobs.nodes existed.
+    const columns = this.db.prepare(`PRAGMA table_info(jobs)`).all() as { name: string }[];
+    if (!columns.some((c) => c.name === 'nodes')) this.db.exec(`ALTER TABLE jobs ADD COLUMN nodes TEXT`);
     const db = this.db;
     this.stmts = {
       putAlgorithm: db.prepare(
@@ -181,8 +187,8 @@ export class SqliteStateStore implements StateStore {
       listPipelines: db.prepare(`SELECT * FROM pipelines ORDER BY name`),
       deletePipeline: db.prepare(`DELETE FROM pipelines WHERE name = ?`),
       createJob: db.prepare(
-        `INSERT INTO jobs (job_id, pipeline_name, descriptor, flow_input, state, priority, tags, error, created, started, ended)
-         VALUES (@job_id, @pipeline_name, @descriptor, @flow_input, @state, @priority, @tags, @error, @created, @started, @ended)`,
+        `INSERT INTO jobs (job_id, pipeline_name, descriptor, flow_input, state, priority, tags, error, created, started, ended, nodes)
+         VALUES (@job_id, @pipeline_name, @descriptor, @flow_input, @state, @priority, @tags, @error, @created, @started, @ended, @nodes)`,
       ),
       getJob: db.prepare(`SELECT * FROM jobs WHERE job_id = ?`),
       recordTask: db.prepare(
@@ -282,11 +288,15 @@ export class SqliteStateStore implements StateStore {
       created: job.created.getTime(),
       started: job.started?.getTime() ?? null,
       ended: job.ended?.getTime() ?? null,
+      nodes: job.nodes === undefined ? null : JSON.stringify(job.nodes),
     });
     return Promise.resolve();
   }
 
-  updateJob(jobId: string, patch: Partial<Pick<JobRecord, 'state' | 'error' | 'started' | 'ended'>>): Promise<void> {
+  updateJob(
+    jobId: string,
+    patch: Partial<Pick<JobRecord, 'state' | 'error' | 'started' | 'ended' | 'nodes'>>,
+  ): Promise<void> {
     const sets: string[] = [];
     const args: (string | number | null)[] = [];
     const set = (column: string, value: string | number): void => {
@@ -297,6 +307,7 @@ export class SqliteStateStore implements StateStore {
     if (patch.error !== undefined) set('error', patch.error);
     if (patch.started !== undefined) set('started', patch.started.getTime());
     if (patch.ended !== undefined) set('ended', patch.ended.getTime());
+    if (patch.nodes !== undefined) set('nodes', JSON.stringify(patch.nodes));
     if (sets.length > 0) this.db.prepare(`UPDATE jobs SET ${sets.join(', ')} WHERE job_id = ?`).run(...args, jobId);
     return Promise.resolve();
   }
@@ -341,14 +352,19 @@ export class SqliteStateStore implements StateStore {
     const batch = this.pendingTasks;
     this.pendingTasks = [];
     if (batch.length === 0) return;
-    let inserted: boolean[];
     try {
-      inserted = this.db.transaction(() => batch.map((b) => this.stmts.recordTask.run(b.row).changes > 0))();
-    } catch (err) {
-      for (const b of batch) b.reject(err);
-      return;
+      const inserted = this.db.transaction(() => batch.map((b) => this.stmts.recordTask.run(b.row).changes > 0))();
+      batch.forEach((b, i) => b.resolve(inserted[i]!));
+    } catch {
+      // One bad row must not fail the others that shared its transaction.
+      for (const b of batch) {
+        try {
+          b.resolve(this.stmts.recordTask.run(b.row).changes > 0);
+        } catch (err) {
+          b.reject(err);
+        }
+      }
     }
-    batch.forEach((b, i) => b.resolve(inserted[i]!));
   }
 
   listTasks(jobId: string): Promise<TaskRecord[]> {

@@ -201,12 +201,14 @@ export function run(algorithm: Algorithm, options: RunOptions = {}): Promise<voi
         if (!state.stopping) send({ command: 'errorMessage', data: { taskId, error: toFailure(err) } });
         return;
       }
-      tasks.delete(taskId);
-      if (state.stopping) return;
+      // The task stays registered while its result is written, so a stop
+      // arriving meanwhile waits for this rather than answering at once.
       try {
-        await sendResult(state.data, result);
+        if (!state.stopping) await sendResult(state.data, result);
       } catch (err) {
-        send({ command: 'errorMessage', data: { taskId, error: toFailure(err) } });
+        if (!state.stopping) send({ command: 'errorMessage', data: { taskId, error: toFailure(err) } });
+      } finally {
+        tasks.delete(taskId);
       }
     })();
   };

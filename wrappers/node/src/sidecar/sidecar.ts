@@ -77,6 +77,7 @@ export class Sidecar {
   async start(): Promise<void> {
     const url = await this.socketUrl();
     this.wss.on('connection', (ws) => this.onAlgorithm(ws));
+    this.wss.on('error', (err) => this.shutdown(1, `local socket failed: ${err.message}`));
     // The stream first, so a failure to start the algorithm reaches the control plane.
     this.connect();
     if (this.opts.attach) {
@@ -239,13 +240,22 @@ export class Sidecar {
     }
     this.algo = ws;
     ws.on('message', (raw: Buffer) => {
+      let frame: AlgorithmFrame;
       try {
-        this.onFrame(decodeFrame<AlgorithmFrame>(raw));
+        frame = decodeFrame<AlgorithmFrame>(raw);
       } catch (err) {
-        this.opts.log.warn('malformed frame from the algorithm', { err });
+        const message = `malformed frame from the algorithm: ${err instanceof Error ? err.message : String(err)}`;
+        this.opts.log.warn(message);
+        // The frame may have been the task's result: fail the task rather than let it wait forever.
+        if (this.current) this.taskError(this.current.taskId, 'ProtocolError', message);
+        this.current = undefined;
+        return;
       }
+      this.onFrame(frame);
     });
     ws.on('close', () => this.algorithmGone('algorithm closed its connection'));
+    // ws reports protocol violations (e.g. invalid UTF-8 in a text frame) as errors; unhandled they would kill us.
+    ws.on('error', (err) => this.algorithmGone(`algorithm socket error: ${err.message}`));
     this.maybeReady();
   }
 
@@ -267,6 +277,7 @@ export class Sidecar {
         return;
       case 'done': {
         const cur = this.current;
+        if (!this.owns(f.data.taskId)) return;
         this.current = undefined;
         const metadata: Record<string, { type: string; size: number }> = {};
         for (const [k, v] of Object.entries(f.data.metadata ?? {})) metadata[k] = { type: v.type, size: v.size };
@@ -277,6 +288,7 @@ export class Sidecar {
         return;
       }
       case 'errorMessage': {
+        if (!this.owns(f.data.taskId)) return;
         this.current = undefined;
         // A wrapper in another language may send a partial error; the task must still fail, not hang.
         const e: Partial<WireFailure> = f.data.error ?? {};
@@ -297,10 +309,21 @@ export class Sidecar {
         return;
       }
       case 'stopped':
+        if (!this.owns(f.data.taskId)) return;
         this.current = undefined;
         this.emit({ event: { $case: 'stopped', value: { taskId: f.data.taskId } } });
         return;
     }
+  }
+
+  /**
+   * Whether a task-ending frame is about the task the worker holds. A frame for
+   * an earlier task (a result that crossed a stop) must not end the current one.
+   */
+  private owns(taskId: string): boolean {
+    if (this.current?.taskId === taskId) return true;
+    this.opts.log.warn('dropped a late frame for a task this worker no longer holds', { taskId });
+    return false;
   }
 
   /** The algorithm is gone: a crash when it held a task. The worker ends either way. */
