@@ -1,5 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
+import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { credentials, type ClientDuplexStream } from '@grpc/grpc-js';
 import { WebSocketServer, type WebSocket } from 'ws';
@@ -94,12 +96,31 @@ export class Sidecar {
     const o = this.opts;
     let cmd: string;
     let args: string[];
+    const extraEnv: Record<string, string> = {};
     if (o.algorithmEnv === 'nodejs') {
       cmd = process.execPath;
       args = [RUNNER];
+    } else if (o.algorithmEnv === 'python') {
+      // Debian's python3 by default: that is where python3-msgpack and python3-websockets are installed.
+      cmd = process.env['WEFT_PYTHON'] || '/usr/bin/python3';
+      args = ['-m', 'weft_shim'];
+      // wrappers/python-shim, beside wrappers/node (this file is wrappers/node/dist/sidecar/sidecar.js).
+      const shim = fileURLToPath(new URL('../../../python-shim', import.meta.url));
+      const inherited = o.algorithmVars['PYTHONPATH'] ?? process.env['PYTHONPATH'];
+      extraEnv['PYTHONPATH'] = inherited ? `${shim}${delimiter}${inherited}` : shim;
+      // Lines the algorithm prints reach the worker log at once, and survive a kill.
+      extraEnv['PYTHONUNBUFFERED'] = o.algorithmVars['PYTHONUNBUFFERED'] ?? '1';
+      const requirements = join(o.algorithmPath || process.cwd(), 'requirements.txt');
+      if (existsSync(requirements)) {
+        const warning =
+          `algorithm "${o.algorithmName}" has ${requirements}, which the local executor does NOT install: ` +
+          `install its packages for ${cmd} yourself (or set WEFT_PYTHON to a python that has them)`;
+        o.log.warn(warning);
+        process.stderr.write(`weft-sidecar: warning: ${warning}\n`);
+      }
     } else {
       this.fail(
-        `algorithm "${o.algorithmName}": env "${o.algorithmEnv}" cannot run on this sidecar (supported: nodejs)`,
+        `algorithm "${o.algorithmName}": env "${o.algorithmEnv}" cannot run on this sidecar (supported: nodejs, python)`,
       );
       return;
     }
@@ -109,6 +130,7 @@ export class Sidecar {
       env: {
         ...process.env,
         ...o.algorithmVars,
+        ...extraEnv,
         WEFT_SOCKET_URL: url,
         WEFT_ALGORITHM_PATH: o.algorithmPath,
         WEFT_ALGORITHM_ENTRY: o.entryPoint,
@@ -116,7 +138,12 @@ export class Sidecar {
     });
     this.child = child;
     child.on('exit', (code, signal) => this.algorithmGone(`algorithm process exited (code ${code}, signal ${signal})`));
-    child.on('error', (err) => this.algorithmGone(`algorithm process could not start: ${err.message}`));
+    child.on('error', (err) =>
+      this.algorithmGone(
+        `algorithm process could not start: ${err.message}` +
+          (o.algorithmEnv === 'python' ? ' (set WEFT_PYTHON to the python3 to use)' : ''),
+      ),
+    );
   }
 
   private connect(): void {

@@ -1,0 +1,527 @@
+"""run(): serves tasks from the sidecar over the local protocol (docs/protocols.md section 2).
+
+The WebSocket is driven by an asyncio loop in the calling thread. The
+algorithm's ``init`` and ``start`` run in a worker thread, so a ``start`` that
+blocks (or spins) never keeps the loop from reading the next frame: a ``stop``
+is seen, and ``stop()`` called, while ``start`` is still running. ``stop()``
+runs in a thread of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import queue
+import secrets
+import sys
+import threading
+import traceback
+from collections import OrderedDict
+from typing import Any, Callable, Dict, Optional
+
+try:
+    import websockets
+except ImportError as exc:  # pragma: no cover - depends on the machine
+    raise ImportError(
+        "weft_shim needs the websockets package: apt-get install python3-websockets "
+        "(Debian/Ubuntu, for /usr/bin/python3) or pip install 'websockets>=10.4'"
+    ) from exc
+
+import msgpack
+
+from .codec import MISSING, BlobRef, get_path, packb, shape_of, split_save_path, unpackb, unpackb_counting
+
+#: Version stated in the connection URL (``?protocol=1``).
+LOCAL_PROTOCOL_VERSION = 1
+_SHIM_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+#: True once run() has connected in this process (the entry point called run() itself).
+served = False
+_last: "Optional[_Shim]" = None
+
+
+def _log(message: str) -> None:
+    try:
+        sys.stderr.write("weft_shim: %s\n" % message)
+        sys.stderr.flush()
+    except Exception:  # pragma: no cover - stderr closed
+        pass
+
+
+class InputError(Exception):
+    """A task's input could not be resolved (a BlobRef to a blob that is not there)."""
+
+
+def _arity(fn: Callable[..., Any]) -> Optional[int]:
+    """How many positional arguments fn takes; None when it takes any number."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+    n = 0
+    for p in sig.parameters.values():
+        if p.kind == inspect.Parameter.VAR_POSITIONAL:
+            return None
+        if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD):
+            n += 1
+    return n
+
+
+class _Callback:
+    """A user callback called with as many of its arguments as it accepts (start(args) or start(args, api))."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+        self.n = _arity(fn)
+
+    def __call__(self, *args: Any) -> Any:
+        result = self.fn(*(args if self.n is None else args[: self.n]))
+        if inspect.isawaitable(result):
+            # async def start(...): run it to completion in this (worker) thread.
+            result = asyncio.run(_await(result))
+        return result
+
+
+async def _await(aw: Any) -> Any:
+    return await aw
+
+
+def failure(exc: BaseException) -> Dict[str, str]:
+    """The local protocol's error map: exception type, message and traceback."""
+    tb = exc.__traceback__
+    # Leave out the shim's own frames above the algorithm's, when there are any of the algorithm's.
+    t = tb
+    while t is not None and os.path.normpath(os.path.abspath(t.tb_frame.f_code.co_filename)).startswith(_SHIM_DIR):
+        t = t.tb_next
+    if t is not None:
+        tb = t
+    stack = "".join(traceback.format_exception(type(exc), exc, tb))
+    message = str(exc)
+    return {"type": type(exc).__name__, "message": message, "stack": stack}
+
+
+class _BlobCache:
+    """Decoded input blobs by key (blobs are immutable), least recently used out first."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.bytes = 0
+        self.items: "OrderedDict[str, Any]" = OrderedDict()
+        self.sizes: Dict[str, int] = {}
+        self.lock = threading.Lock()
+
+    def load(self, key: str, path: str) -> Any:
+        with self.lock:
+            if key in self.items:
+                self.items.move_to_end(key)
+                return self.items[key]
+        with open(path, "rb") as f:
+            raw = f.read()
+        value = unpackb(raw)
+        if len(raw) <= self.limit:
+            with self.lock:
+                if key not in self.items:
+                    self.items[key] = value
+                    self.sizes[key] = len(raw)
+                    self.bytes += len(raw)
+                    while self.bytes > self.limit:
+                        old, _ = self.items.popitem(last=False)
+                        self.bytes -= self.sizes.pop(old)
+        return value
+
+
+def _resolve(value: Any, storage: Dict[str, Any], cache: _BlobCache) -> Any:
+    """Replaces every BlobRef inside value with the staged blob's content at its path."""
+    if isinstance(value, BlobRef):
+        staged = storage.get(value.key)
+        if not isinstance(staged, dict) or not isinstance(staged.get("path"), str):
+            raise InputError('input references blob "%s" that the sidecar did not stage' % value.key)
+        found = get_path(cache.load(value.key, staged["path"]), value.path)
+        return None if found is MISSING else found
+    if isinstance(value, list):
+        return [_resolve(v, storage, cache) for v in value]
+    if isinstance(value, dict):
+        return {k: _resolve(v, storage, cache) for k, v in value.items()}
+    return value
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    """Writes a blob file whole or not at all: a temporary file beside it, then a rename."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = "%s.%s.tmp" % (path, secrets.token_hex(6))
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _frame(command: str, data: Dict[str, Any]) -> bytes:
+    return packb({"command": command, "data": data})
+
+
+def _done_inline(task_id: str, encoded_value: bytes) -> bytes:
+    """The frame done{taskId, value}, with the value's msgpack encoding put in place (not encoded twice)."""
+    p = msgpack.Packer(use_bin_type=True)
+    return b"".join(
+        (
+            p.pack_map_header(2),
+            packb("command"),
+            packb("done"),
+            packb("data"),
+            p.pack_map_header(2),
+            packb("taskId"),
+            packb(task_id),
+            packb("value"),
+            encoded_value,
+        )
+    )
+
+
+class Api:
+    """What ``start`` can do while its task runs (the second argument of ``start(args, api)``)."""
+
+    def __init__(self, task: "_Task", shim: "_Shim") -> None:
+        self._task = task
+        self._shim = shim
+
+    def progress(self, percent: float, message: str = "") -> None:
+        """Reports progress (0-100) to ``weft exec watch`` and the job's watchers."""
+        if self._task.stopping:
+            return
+        self._shim.post(
+            _frame(
+                "progress",
+                {"taskId": self._task.task_id, "percent": float(percent), "message": str(message)},
+            )
+        )
+
+    @property
+    def stopping(self) -> bool:
+        """True once the task has been asked to stop; long loops should check it and return."""
+        return self._task.stopping
+
+    @property
+    def stop_event(self) -> threading.Event:
+        """Set when the task is asked to stop: ``api.stop_event.wait(timeout)`` sleeps until then."""
+        return self._task.stop_event
+
+
+class _Task:
+    def __init__(self, data: Dict[str, Any], refs: int) -> None:
+        self.data = data
+        self.refs = refs
+        self.task_id: str = data["taskId"]
+        self.args: Dict[str, Any] = {
+            "input": [],
+            "jobId": data.get("jobId", ""),
+            "taskId": self.task_id,
+            "nodeName": data.get("nodeName", ""),
+            "algorithmName": data.get("algorithmName", ""),
+            "pipelineName": data.get("pipelineName", ""),
+            "batchIndex": data.get("batchIndex", -1),
+            "attempt": data.get("attempt", 1),
+            "kind": data.get("kind", "pipeline"),
+        }
+        self.started = False
+        self.stopping = False
+        self.go = threading.Event()  # start arrived, or stop did
+        self.stop_event = threading.Event()
+        self.finished: "Optional[asyncio.Future[None]]" = None
+
+
+class _Worker(threading.Thread):
+    """The thread that runs init and start, one task after another."""
+
+    def __init__(self) -> None:
+        super().__init__(name="weft-task", daemon=True)
+        self.jobs: "queue.SimpleQueue[Callable[[], None]]" = queue.SimpleQueue()
+        self.busy = False
+
+    def run(self) -> None:
+        while True:
+            job = self.jobs.get()
+            self.busy = True
+            try:
+                job()
+            finally:
+                self.busy = False
+
+
+def _in_thread(loop: asyncio.AbstractEventLoop, fn: Callable[[], Any], name: str) -> "asyncio.Future[Any]":
+    """Runs fn in a new daemon thread; the future resolves (on loop) when it returns."""
+    fut: "asyncio.Future[Any]" = loop.create_future()
+
+    def settle(ok: bool, v: Any) -> None:
+        if not fut.done():
+            fut.set_result(v) if ok else fut.set_exception(v)
+
+    def body() -> None:
+        try:
+            r = fn()
+        except BaseException as e:  # noqa: BLE001 - reported to the awaiting side
+            loop.call_soon_threadsafe(settle, False, e)
+        else:
+            loop.call_soon_threadsafe(settle, True, r)
+
+    threading.Thread(target=body, name=name, daemon=True).start()
+    return fut
+
+
+class _Shim:
+    def __init__(
+        self,
+        start: Callable[..., Any],
+        init: Optional[Callable[..., Any]],
+        stop: Optional[Callable[..., Any]],
+        exit: Optional[Callable[..., Any]],
+        url: str,
+        cache_bytes: int,
+    ) -> None:
+        self.start = _Callback(start)
+        self.init = _Callback(init) if init else None
+        self.stop = _Callback(stop) if stop else None
+        self.exit = _Callback(exit) if exit else None
+        self.url = url
+        self.cache = _BlobCache(cache_bytes)
+        self.tasks: Dict[str, _Task] = {}
+        self.worker = _Worker()
+        self.loop: Optional[asyncio.AbstractEventLoop] = None
+        self.outbox: "Optional[asyncio.Queue[bytes]]" = None
+        self.loop_thread: Optional[int] = None
+
+    # -- sending ---------------------------------------------------------
+
+    def post(self, data: bytes) -> None:
+        """Queues a frame for the sidecar; callable from any thread, frames leave in order."""
+        assert self.loop is not None and self.outbox is not None
+        if threading.get_ident() == self.loop_thread:
+            self.outbox.put_nowait(data)
+        else:
+            try:
+                self.loop.call_soon_threadsafe(self.outbox.put_nowait, data)
+            except RuntimeError:
+                pass  # the loop is closed: the sidecar is gone
+
+    async def _sender(self, ws: Any) -> None:
+        assert self.outbox is not None
+        while True:
+            data = await self.outbox.get()
+            await ws.send(data)
+
+    # -- the task, in the worker thread ------------------------------------
+
+    def _run_task(self, t: _Task) -> None:
+        try:
+            self._task_body(t)
+        finally:
+            assert self.loop is not None
+            try:
+                self.loop.call_soon_threadsafe(self._finished, t)
+            except RuntimeError:
+                pass
+
+    def _fail(self, t: _Task, exc: BaseException) -> None:
+        if isinstance(exc, SystemExit):
+            # sys.exit() in algorithm code ends the process, as process.exit() does in Node: a crash.
+            code = exc.code if isinstance(exc.code, int) else 1
+            _log("the algorithm called sys.exit(%r); exiting" % (exc.code,))
+            sys.stdout.flush()
+            os._exit(code)
+        if not t.stopping:
+            self.post(_frame("errorMessage", {"taskId": t.task_id, "error": failure(exc)}))
+
+    def _task_body(self, t: _Task) -> None:
+        data = t.data
+        try:
+            raw_input = data.get("input")
+            if not isinstance(raw_input, list):
+                raw_input = [] if raw_input is None else [raw_input]
+            storage = data.get("storage") or {}
+            t.args["input"] = _resolve(raw_input, storage, self.cache) if t.refs else raw_input
+            if self.init:
+                self.init(t.args)
+        except BaseException as e:  # noqa: BLE001
+            self._fail(t, e)
+            return
+        self.post(_frame("initialized", {"taskId": t.task_id}))
+        # start may arrive before init finished: it runs only after a successful init.
+        t.go.wait()
+        if t.stopping or not t.started:
+            return
+        self.post(_frame("started", {"taskId": t.task_id}))
+        try:
+            result = self.start(t.args, Api(t, self))
+        except BaseException as e:  # noqa: BLE001
+            self._fail(t, e)
+            return
+        if t.stopping:
+            return
+        try:
+            self._send_result(t, result)
+        except BaseException as e:  # noqa: BLE001
+            self._fail(t, e)
+
+    def _send_result(self, t: _Task, result: Any) -> None:
+        encoded = packb(result)
+        output = t.data.get("output") or {}
+        path = output.get("path")
+        threshold = output.get("threshold", 64 * 1024)
+        if path and len(encoded) > threshold:
+            # Large results go straight to the shared volume; only their shape travels.
+            write_atomic(path, encoded)
+            metadata = {p: shape_of(get_path(result, split_save_path(p))) for p in t.data.get("savePaths") or []}
+            self.post(
+                _frame("done", {"taskId": t.task_id, "stored": {"size": len(encoded)}, "metadata": metadata})
+            )
+        else:
+            self.post(_done_inline(t.task_id, encoded))
+
+    # -- frames, in the loop ---------------------------------------------
+
+    def _finished(self, t: _Task) -> None:
+        if self.tasks.get(t.task_id) is t:
+            del self.tasks[t.task_id]
+        if t.finished is not None and not t.finished.done():
+            t.finished.set_result(None)
+
+    def _on_initialize(self, data: Any, refs: int) -> None:
+        if not isinstance(data, dict) or not isinstance(data.get("taskId"), str):
+            _log("dropped an initialize frame without a taskId")
+            return
+        assert self.loop is not None
+        t = _Task(data, refs)
+        t.finished = self.loop.create_future()
+        self.tasks[t.task_id] = t
+        self.worker.jobs.put(lambda: self._run_task(t))
+
+    def _on_start(self, task_id: Any) -> None:
+        t = self.tasks.get(task_id)
+        if t is None or t.started:
+            return
+        t.started = True
+        t.go.set()
+
+    def _on_stop(self, task_id: Any) -> None:
+        t = self.tasks.get(task_id)
+        if t is None:
+            self.post(_frame("stopped", {"taskId": task_id}))
+            return
+        if t.stopping:
+            return
+        t.stopping = True
+        t.stop_event.set()
+        t.go.set()
+        asyncio.ensure_future(self._stop(t))
+
+    async def _stop(self, t: _Task) -> None:
+        assert self.loop is not None
+        if self.stop:
+            stop = self.stop
+            try:
+                await _in_thread(self.loop, lambda: stop(t.args), "weft-stop")
+            except BaseException as e:  # noqa: BLE001
+                _log("stop() failed: %s: %s" % (type(e).__name__, e))
+        # The worker is reusable only once start has returned.
+        if t.finished is not None:
+            await t.finished
+        self.tasks.pop(t.task_id, None)
+        self.post(_frame("stopped", {"taskId": t.task_id}))
+
+    async def serve(self) -> None:
+        global served
+        self.loop = asyncio.get_running_loop()
+        self.loop_thread = threading.get_ident()
+        self.outbox = asyncio.Queue()
+        sep = "&" if "?" in self.url else "?"
+        full = "%s%sprotocol=%d&encoding=msgpack" % (self.url, sep, LOCAL_PROTOCOL_VERSION)
+        try:
+            ws = await websockets.connect(full, compression=None, max_size=None, ping_interval=None, close_timeout=1)
+        except Exception as e:
+            raise ConnectionError("run(): cannot connect to the sidecar at %s: %s" % (self.url, e)) from e
+        served = True
+        self.worker.start()
+        sender = asyncio.ensure_future(self._sender(ws))
+        try:
+            async for raw in ws:
+                if not isinstance(raw, (bytes, bytearray)):
+                    _log("dropped a text frame from the sidecar")
+                    continue
+                try:
+                    frame, refs = unpackb_counting(raw)
+                    if not isinstance(frame, dict) or not isinstance(frame.get("command"), str):
+                        raise ValueError('expected a map with a string "command"')
+                except Exception as e:  # noqa: BLE001
+                    _log("dropped a malformed frame from the sidecar: %s" % e)
+                    continue
+                command, data = frame["command"], frame.get("data") or {}
+                if command == "initialize":
+                    self._on_initialize(data, refs)
+                elif command == "start":
+                    self._on_start(data.get("taskId"))
+                elif command == "stop":
+                    self._on_stop(data.get("taskId"))
+                elif command == "exit":
+                    if self.exit:
+                        try:
+                            self.exit(data)
+                        except Exception as e:  # noqa: BLE001
+                            _log("exit() failed: %s: %s" % (type(e).__name__, e))
+                    break
+        except websockets.ConnectionClosed:
+            pass
+        finally:
+            sender.cancel()
+            await ws.close()
+
+    def busy(self) -> bool:
+        return self.worker.busy or bool(self.tasks)
+
+
+def busy() -> bool:
+    """Whether the last run() ended with algorithm code still running (a start() that did not return)."""
+    return _last is not None and _last.busy()
+
+
+def run(
+    start: Callable[..., Any],
+    init: Optional[Callable[..., Any]] = None,
+    stop: Optional[Callable[..., Any]] = None,
+    exit: Optional[Callable[..., Any]] = None,
+    *,
+    url: Optional[str] = None,
+    cache_bytes: int = 256 * 1024 * 1024,
+) -> None:
+    """Serves tasks from the sidecar until it says exit or the socket closes; then returns.
+
+    ``start(args, api)`` or ``start(args)`` runs once per task and its return
+    value is the task's result. ``init(args)`` runs before each task's start (an
+    exception fails the task), ``stop(args)`` when the running task is asked to
+    stop, ``exit(data)`` when the sidecar ends the worker. ``args`` is a dict:
+    input, jobId, taskId, nodeName, algorithmName, pipelineName, batchIndex,
+    attempt, kind.
+
+    ``url`` defaults to the environment variable WEFT_SOCKET_URL, which the
+    sidecar sets. ``cache_bytes`` bounds the decoded input blobs kept for reuse.
+    """
+    if not callable(start):
+        raise TypeError("run(): start must be a function start(args, api) or start(args)")
+    target = url or os.environ.get("WEFT_SOCKET_URL")
+    if not target:
+        raise RuntimeError(
+            "run(): no sidecar to talk to; WEFT_SOCKET_URL is not set (algorithms are started by weft-sidecar)"
+        )
+    shim = _Shim(start, init, stop, exit, target, cache_bytes)
+    global _last
+    _last = shim
+    asyncio.run(shim.serve())
+    # A start() that never returned lives on in a daemon thread: it does not keep the process alive.
+
+__all__ = ["Api", "InputError", "run", "failure", "write_atomic", "served"]
+
