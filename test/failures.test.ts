@@ -31,6 +31,8 @@ describe('algorithm errors', () => {
         { nodeName: 'A', algorithmName: 'echo', input: [[10, 20, 30]] },
         { nodeName: 'B', algorithmName: 'thrower', input: ['#@A'] },
       ],
+      // Any failed item fails the job (HKube's default tolerates up to 80%).
+      options: { batchTolerance: 0 },
     });
     const events = await c.watch(jobId);
     const last = events.at(-1)?.event;
@@ -47,6 +49,21 @@ describe('algorithm errors', () => {
     const err = stored.nodes[1]!.errors[0]!;
     expect(err.attempts).toBe(1);
     expect(err.failure?.stack).toMatch(/RangeError: item 1 is out of range\n\s+at .*thrower\/index\.js/);
+  });
+
+  it('under the default batchTolerance (80%), reports a failed item and completes with null in its place', async () => {
+    const jobId = await c.exec({
+      name: 'p',
+      nodes: [
+        { nodeName: 'B', algorithmName: 'thrower', input: ['#[10, 20, 30]'] },
+        { nodeName: 'R', algorithmName: 'echo', input: ['@B'] },
+      ],
+    });
+    const st = await c.wait(jobId);
+    expect(st.state, st.error).toBe(JobState.JOB_STATE_COMPLETED);
+    expect([st.nodes[0]?.succeeded, st.nodes[0]?.failed]).toEqual([2, 1]);
+    expect(st.nodes[0]?.errors[0]?.failure?.type).toBe('RangeError');
+    expect(await c.values(jobId)).toEqual([[10, null, 30]]);
   });
 
   it('fails a task whose result cannot be decoded instead of leaving the job waiting', async () => {

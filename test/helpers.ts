@@ -116,6 +116,27 @@ export function clients(address: string) {
     status: promisify<{ jobId: string }, JobStatus>(jobs, 'getStatus'),
     result: promisify<{ jobId: string }, JobResult>(jobs, 'getResult'),
     stop: promisify<{ jobId: string; reason: string }, JobStatus>(jobs, 'stop'),
+    /** Stores a pipeline given in its JSON (HKube) form. */
+    async store(descriptor: Record<string, unknown>): Promise<void> {
+      await c.storePipeline({ pipeline: PipelineDescriptor.fromJSON(descriptor) });
+    },
+    execStored: async (name: string): Promise<string> =>
+      (
+        await promisify<{ name: string; flowInputMsgpack: Buffer }, { jobId: string }>(
+          jobs,
+          'execStored',
+        )({
+          name,
+          flowInputMsgpack: Buffer.alloc(0),
+        })
+      ).jobId,
+    list: async (filter: { pipelineName?: string; tag?: string }): Promise<JobStatus[]> =>
+      (
+        await promisify<{ pipelineName: string; tag: string; state: number; limit: number }, { jobs: JobStatus[] }>(
+          jobs,
+          'list',
+        )({ pipelineName: filter.pipelineName ?? '', tag: filter.tag ?? '', state: 0, limit: 0 })
+      ).jobs,
     /** Applies every spec in a file (relative code paths resolved against it). */
     async applyFile(file: string): Promise<void> {
       for (const spec of (await loadAlgorithmSpecs(file)).specs) await c.applyAlgorithm({ spec });

@@ -1,4 +1,5 @@
-import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
 import { randomBytes } from 'node:crypto';
 
@@ -12,6 +13,10 @@ export interface BlobStore {
   /** Writes the chunks one after another as one blob; returns its size. Atomic: readers never see a partial blob. */
   put(key: string, parts: readonly Uint8Array[]): Promise<number>;
   get(key: string): Promise<Buffer>;
+  /** Reads a blob in chunks, for results too large to hold in memory. */
+  read(key: string, chunkSize?: number): AsyncIterable<Uint8Array>;
+  /** The blob's size in bytes. */
+  size(key: string): Promise<number>;
   /** Deletes every blob whose key starts with prefix. */
   deletePrefix(prefix: string): Promise<void>;
   /**
@@ -83,6 +88,14 @@ export class FsBlobStore implements BlobStore {
 
   async get(key: string): Promise<Buffer> {
     return readFile(this.localPath(key));
+  }
+
+  read(key: string, chunkSize = 1024 * 1024): AsyncIterable<Uint8Array> {
+    return createReadStream(this.localPath(key), { highWaterMark: chunkSize }) as AsyncIterable<Uint8Array>;
+  }
+
+  async size(key: string): Promise<number> {
+    return (await stat(this.localPath(key))).size;
   }
 
   async deletePrefix(prefix: string): Promise<void> {

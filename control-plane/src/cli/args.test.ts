@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseCommandLine, parsePort, resolveServer, suggest, type Invocation } from './args.js';
+import { parseCommandLine, parsePort, parseTime, resolveServer, suggest, type Invocation } from './args.js';
 import { UsageError } from './errors.js';
 import { helpText } from './help.js';
 import { HANDLERS } from './run.js';
@@ -96,6 +96,102 @@ describe('parseCommandLine', () => {
     expect(usageError(['exec', 'raw', '-f']).message).toContain('-f needs a value');
     expect(usageError(['exec', 'raw', '-f', 'x', '--wait=yes']).message).toBe('--wait takes no value');
     expect(usageError(['algorithm', 'ls', '-o', 'yaml']).message).toContain('unknown output format "yaml"');
+  });
+});
+
+describe('job control commands', () => {
+  it('parses pause, resume, rerun and from-node', () => {
+    expect(runInvocation(['exec', 'pause', 'j1']).args).toEqual(['j1']);
+    expect(runInvocation(['exec', 'resume', 'j1']).command.path).toEqual(['exec', 'resume']);
+    expect(runInvocation(['exec', 'rerun', 'j1', '--wait']).flags).toEqual({ wait: true });
+    const fromNode = runInvocation(['exec', 'from-node', 'j1', 'Multiply', '-o', 'json']);
+    expect(fromNode.command.path).toEqual(['exec', 'from-node']);
+    expect(fromNode.args).toEqual(['j1', 'Multiply']);
+    expect(fromNode.flags).toEqual({ wait: false });
+    expect(fromNode.output).toBe('json');
+  });
+
+  it('checks their arguments and flags', () => {
+    expect(usageError(['exec', 'from-node', 'j1']).message).toBe(
+      'missing NODE; usage: weft exec from-node JOB NODE [flags]',
+    );
+    expect(usageError(['exec', 'pause', 'j1', '--wait']).message).toBe(
+      "unknown flag --wait; run 'weft exec pause --help'",
+    );
+    expect(usageError(['exec', 'rerun']).message).toBe('missing JOB; usage: weft exec rerun JOB [flags]');
+    expect(usageError(['exec', 'pase', 'j']).message).toContain('(did you mean "pause"?)');
+  });
+
+  it('parses result --download and graph', () => {
+    expect(runInvocation(['exec', 'result', 'j1', '--download', 'out']).flags).toEqual({
+      wait: false,
+      download: 'out',
+    });
+    expect(usageError(['exec', 'result', 'j1', '--download']).message).toContain('--download needs a value');
+    expect(runInvocation(['exec', 'graph', 'j1']).args).toEqual(['j1']);
+    expect(usageError(['exec', 'graph', 'j1', '--download', 'x']).message).toContain('unknown flag --download');
+  });
+
+  it('parses the filters of exec ls', () => {
+    const inv = runInvocation([
+      'exec',
+      'ls',
+      '--tag',
+      'nightly',
+      '--from',
+      '2h',
+      '--to=2024-05-01',
+      '--status',
+      'paused',
+    ]);
+    expect(inv.flags).toEqual({ wait: false, tag: 'nightly', from: '2h', to: '2024-05-01', status: 'paused' });
+  });
+});
+
+describe('parseTime', () => {
+  const now = new Date('2024-05-10T12:00:00.000Z');
+  const at = (value: string): string | undefined => parseTime('from', value, now)?.toISOString();
+
+  it('reads ages as that long before now', () => {
+    expect(at('30m')).toBe('2024-05-10T11:30:00.000Z');
+    expect(at('1h')).toBe('2024-05-10T11:00:00.000Z');
+    expect(at('2d')).toBe('2024-05-08T12:00:00.000Z');
+    expect(at('1w')).toBe('2024-05-03T12:00:00.000Z');
+    expect(at('90s')).toBe('2024-05-10T11:58:30.000Z');
+    expect(at('1h30m')).toBe('2024-05-10T10:30:00.000Z');
+    expect(at('0m')).toBe(now.toISOString());
+  });
+
+  it('reads ISO 8601 dates and times', () => {
+    expect(at('2024-05-01')).toBe('2024-05-01T00:00:00.000Z');
+    expect(at('2024-05-01T12:30:00Z')).toBe('2024-05-01T12:30:00.000Z');
+    expect(at('2024-05-01T12:30:00.250+02:00')).toBe('2024-05-01T10:30:00.250Z');
+    expect(at('2024-05-01T12:30+0200')).toBe('2024-05-01T10:30:00.000Z');
+    expect(at('2024-05-01T12:30:00-05')).toBe('2024-05-01T17:30:00.000Z');
+    // Without an offset, the time is local.
+    expect(at('2024-05-01T12:30')).toBe(new Date(2024, 4, 1, 12, 30).toISOString());
+    expect(parseTime('from', undefined, now)).toBeUndefined();
+  });
+
+  it('rejects anything else', () => {
+    for (const bad of [
+      '',
+      'yesterday',
+      '1',
+      '-1h',
+      '1y',
+      '1.5h',
+      'h',
+      '2024-02-30',
+      '2024-13-01',
+      'May 1 2024',
+      '1714560000',
+    ]) {
+      expect(() => parseTime('from', bad, now), bad).toThrow(UsageError);
+    }
+    expect(() => parseTime('to', 'soon', now)).toThrow(
+      '--to must be an ISO 8601 time (2024-05-01T12:00:00Z) or an age such as 30m, 1h or 2d, got "soon"',
+    );
   });
 });
 

@@ -22,6 +22,10 @@ export interface Flags {
   'data-dir'?: string;
   'metrics-port'?: string;
   register?: string;
+  tag?: string;
+  from?: string;
+  to?: string;
+  download?: string;
 }
 
 /** What the command line asks for. */
@@ -110,6 +114,58 @@ export function parsePort(flag: string, value: string | undefined, allowDisable 
   const n = Number(value);
   if (!/^\d+$/.test(value) || n > 65535) throw new UsageError(`--${flag} must be a port number, got "${value}"`);
   return n;
+}
+
+const UNIT_MS: Readonly<Record<string, number>> = {
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+  d: 86_400_000,
+  w: 604_800_000,
+};
+
+// A date, optionally with a time and an offset. Date.parse alone would also
+// take "May 1" or "1", which are more likely typos than intended times.
+const ISO_TIME = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?)(Z|[+-]\d{2}(?::?\d{2})?)?)?$/i;
+
+function parseIso(text: string): Date | undefined {
+  const m = ISO_TIME.exec(text);
+  if (!m) return undefined;
+  const [, year, month, day, time, offset] = m;
+  // Date rolls 2024-02-30 over into March; a typo should not silently move the range.
+  const probe = new Date(Date.UTC(Number(year), Number(month) - 1, Number(day)));
+  if (probe.getUTCMonth() !== Number(month) - 1 || probe.getUTCDate() !== Number(day)) return undefined;
+  let iso = `${year}-${month}-${day}`;
+  if (time !== undefined) {
+    iso += `T${time.replace(',', '.')}`;
+    // Without an offset the time is local, as ISO 8601 says; "+02" needs minutes for Date.
+    if (offset !== undefined) iso += /^[+-]\d{2}$/.test(offset) ? `${offset}:00` : offset.toUpperCase();
+  }
+  const date = new Date(iso);
+  return Number.isNaN(date.getTime()) ? undefined : date;
+}
+
+/**
+ * Parses a time flag such as --from: an ISO 8601 date or time, or an age
+ * (`90s`, `30m`, `1h`, `2d`, `1w`, `1h30m`) meaning that long before `now`.
+ * A date alone is midnight UTC; a time without an offset is local time.
+ * Throws a UsageError otherwise.
+ */
+export function parseTime(flag: string, value: string | undefined, now: Date): Date | undefined {
+  if (value === undefined) return undefined;
+  const text = value.trim();
+  if (/^(?:\d+[smhdw])+$/i.test(text)) {
+    let ms = 0;
+    for (const [, n, unit] of text.matchAll(/(\d+)([smhdw])/gi)) {
+      ms += Number(n) * (UNIT_MS[(unit ?? '').toLowerCase()] ?? 0);
+    }
+    return new Date(now.getTime() - ms);
+  }
+  const date = parseIso(text);
+  if (date) return date;
+  throw new UsageError(
+    `--${flag} must be an ISO 8601 time (2024-05-01T12:00:00Z) or an age such as 30m, 1h or 2d, got "${value}"`,
+  );
 }
 
 /**
@@ -223,6 +279,10 @@ export function parseCommandLine(
     'data-dir',
     'metrics-port',
     'register',
+    'tag',
+    'from',
+    'to',
+    'download',
   ] as const) {
     const v = str(name);
     if (v !== undefined) flags[name] = v;

@@ -16,6 +16,15 @@ describe('describeError', () => {
     });
   });
 
+  it('says when the control plane lacks a method', () => {
+    expect(
+      describeError(serviceError(Status.UNIMPLEMENTED, 'The server does not implement the method'), 'h:1'),
+    ).toEqual({
+      message: 'the control plane at h:1 does not support this command (is it an older version?)',
+      exitCode: 1,
+    });
+  });
+
   it("prints a gRPC error's details", () => {
     expect(describeError(serviceError(Status.NOT_FOUND, 'job j not found'), 'h:1').message).toBe('job j not found');
   });

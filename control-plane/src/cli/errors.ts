@@ -35,6 +35,12 @@ export function describeError(err: unknown, server: string): { message: string; 
     if (err.code === Status.UNAVAILABLE) {
       return { message: `cannot reach the control plane at ${server} (is \`npm start\` running?)`, exitCode: 1 };
     }
+    if (err.code === Status.UNIMPLEMENTED) {
+      return {
+        message: `the control plane at ${server} does not support this command (is it an older version?)`,
+        exitCode: 1,
+      };
+    }
     if (err.code === Status.DEADLINE_EXCEEDED) {
       return { message: `the control plane at ${server} did not answer in time`, exitCode: 1 };
     }

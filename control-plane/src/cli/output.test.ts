@@ -7,6 +7,7 @@ import {
   formatTime,
   jobResultJson,
   jobStateName,
+  jobStatusJson,
   parseJobState,
   resultLines,
   statusLines,
@@ -32,6 +33,8 @@ function node(partial: Partial<NodeStatus> & { nodeName: string }): NodeStatus {
     failed: 0,
     batch: false,
     errors: [],
+    skipped: 0,
+    parents: [],
     ...partial,
   };
 }
@@ -147,6 +150,15 @@ describe('states', () => {
     expect(parseJobState('JOB_STATE_STOPPED')).toBe(JobState.JOB_STATE_STOPPED);
     expect(parseJobState('done')).toBeUndefined();
   });
+
+  it('names the paused state', () => {
+    expect(jobStateName(JobState.JOB_STATE_PAUSED)).toBe('paused');
+    expect(parseJobState('paused')).toBe(JobState.JOB_STATE_PAUSED);
+    expect(parseJobState('JOB_STATE_PAUSED')).toBe(JobState.JOB_STATE_PAUSED);
+    expect(jobResultJson({ jobId: 'j', state: JobState.JOB_STATE_PAUSED, results: [], error: '' }, 'j')).toMatchObject({
+      status: 'paused',
+    });
+  });
 });
 
 describe('formatting helpers', () => {
@@ -169,7 +181,57 @@ describe('formatting helpers', () => {
   });
 });
 
+const pausedJob: JobStatus = {
+  jobId: 'j2',
+  pipelineName: 'sum',
+  state: JobState.JOB_STATE_PAUSED,
+  progress: 50,
+  nodes: [
+    node({
+      nodeName: 'Multiply',
+      state: NodeState.NODE_STATE_ACTIVE,
+      total: 6,
+      succeeded: 2,
+      failed: 1,
+      skipped: 2,
+      pending: 1,
+      batch: true,
+      parents: ['Range'],
+    }),
+  ],
+  error: '',
+  priority: 3,
+  tags: [],
+  childJobIds: ['c1', 'c2'],
+  parentJobId: 'j1',
+};
+
+describe('jobStatusJson', () => {
+  it('names the state as the text output does', () => {
+    expect(jobStatusJson(pausedJob)).toMatchObject({
+      jobId: 'j2',
+      state: 'paused',
+      childJobIds: ['c1', 'c2'],
+      parentJobId: 'j1',
+      nodes: [{ nodeName: 'Multiply', skipped: 2, parents: ['Range'] }],
+    });
+  });
+});
+
 describe('statusLines', () => {
+  it('shows paused state, skipped counts and related jobs', () => {
+    expect(statusLines(pausedJob)).toEqual([
+      'job:       j2',
+      'pipeline:  sum',
+      'state:     paused',
+      'progress:  50%',
+      'parent:    j1',
+      'children:  c1, c2',
+      'nodes:',
+      '  Multiply  multiply  active  2/6  1 pending, 1 failed, 2 skipped, batch',
+    ]);
+  });
+
   it('shows the job, each node and the errors', () => {
     const status: JobStatus = {
       jobId: 'j1',
@@ -200,6 +262,8 @@ describe('statusLines', () => {
       error: 'node Multiply failed',
       priority: 3,
       tags: [],
+      childJobIds: [],
+      parentJobId: '',
     };
     expect(statusLines(status)).toEqual([
       'job:       j1',

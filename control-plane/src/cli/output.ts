@@ -1,9 +1,9 @@
 import { BlobRef, decode } from '@weft/common';
 import {
   JobState,
+  JobStatus,
   NodeState,
   type JobResult,
-  type JobStatus,
   type LeafResult,
   type NodeStatus,
   type Payload,
@@ -60,6 +60,8 @@ export function jobStateName(state: JobState): string {
       return 'pending';
     case JobState.JOB_STATE_ACTIVE:
       return 'active';
+    case JobState.JOB_STATE_PAUSED:
+      return 'paused';
     case JobState.JOB_STATE_COMPLETED:
       return 'completed';
     case JobState.JOB_STATE_FAILED:
@@ -80,6 +82,7 @@ export function parseJobState(text: string): JobState | undefined {
   const states = [
     JobState.JOB_STATE_PENDING,
     JobState.JOB_STATE_ACTIVE,
+    JobState.JOB_STATE_PAUSED,
     JobState.JOB_STATE_COMPLETED,
     JobState.JOB_STATE_FAILED,
     JobState.JOB_STATE_STOPPED,
@@ -200,6 +203,16 @@ export function jobResultJson(result: JobResult, jobId: string): Json {
   };
 }
 
+/**
+ * The `-o json` document for a job's status: the message's JSON form, with the
+ * state named as everywhere else in the CLI (`paused`, not `JOB_STATE_PAUSED`).
+ */
+export function jobStatusJson(status: JobStatus): Json {
+  const doc = JobStatus.toJSON(status) as { [key: string]: Json };
+  doc['state'] = jobStateName(status.state);
+  return doc;
+}
+
 /** Prints a JSON document the way every `-o json` output looks. */
 export function formatJson(value: unknown): string {
   return JSON.stringify(value, null, 2) + '\n';
@@ -242,6 +255,7 @@ function nodeDetail(node: NodeStatus): string {
   if (node.active > 0) parts.push(`${node.active} active`);
   if (node.pending > 0) parts.push(`${node.pending} pending`);
   if (node.failed > 0) parts.push(`${node.failed} failed`);
+  if (node.skipped > 0) parts.push(`${node.skipped} skipped`);
   if (node.batch) parts.push('batch');
   return parts.join(', ');
 }
@@ -256,6 +270,8 @@ export function statusLines(status: JobStatus): string[] {
   ];
   if (status.started) lines.push(`started:   ${formatTime(status.started)}`);
   if (status.ended) lines.push(`ended:     ${formatTime(status.ended)}`);
+  if (status.parentJobId) lines.push(`parent:    ${status.parentJobId}`);
+  if (status.childJobIds.length > 0) lines.push(`children:  ${status.childJobIds.join(', ')}`);
   if (status.nodes.length > 0) {
     lines.push('nodes:');
     const rows = status.nodes.map((node) => [

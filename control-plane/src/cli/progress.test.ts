@@ -20,6 +20,8 @@ function node(partial: Partial<NodeStatus> & { nodeName: string }): NodeStatus {
     failed: 0,
     batch: false,
     errors: [],
+    skipped: 0,
+    parents: [],
     ...partial,
   };
 }
@@ -43,6 +45,9 @@ describe('rendering', () => {
     expect(renderProgressLine({ state: JobState.JOB_STATE_PENDING, percent: 0, nodes: [] })).toBe(
       '[--------------------] 0%  pending',
     );
+    expect(renderProgressLine({ state: JobState.JOB_STATE_PAUSED, percent: 40, nodes: [range] })).toBe(
+      '[########------------] 40%  paused  Range 1/1 ✓',
+    );
   });
 
   it('marks node outcomes', () => {
@@ -50,6 +55,9 @@ describe('rendering', () => {
       'A 1/2 ✗',
     );
     expect(renderNode(node({ nodeName: 'A', total: 4, succeeded: 1, failed: 1 }))).toBe('A 1/4 (1 failed)');
+    expect(renderNode(node({ nodeName: 'A', total: 4, succeeded: 1, failed: 1, skipped: 2 }))).toBe(
+      'A 1/4 (1 failed, 2 skipped)',
+    );
     expect(renderNode(node({ nodeName: 'A', state: NodeState.NODE_STATE_SKIPPED }))).toBe('A skipped');
     expect(renderNode(node({ nodeName: 'A' }))).toBe('A 0/?');
   });
@@ -76,6 +84,8 @@ describe('JobProgress', () => {
           error: '',
           priority: 3,
           tags: [],
+          childJobIds: [],
+          parentJobId: '',
         },
       },
     };
@@ -117,7 +127,18 @@ describe('JobProgress', () => {
     progress.apply({
       event: {
         $case: 'status',
-        value: { jobId: 'j', pipelineName: 'p', state: 2, progress: 12, nodes: [], error: '', priority: 0, tags: [] },
+        value: {
+          jobId: 'j',
+          pipelineName: 'p',
+          state: 2,
+          progress: 12,
+          nodes: [],
+          error: '',
+          priority: 0,
+          tags: [],
+          childJobIds: [],
+          parentJobId: '',
+        },
       },
     });
     expect(progress.view().percent).toBe(12);

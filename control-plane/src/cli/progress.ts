@@ -32,8 +32,12 @@ export function renderNode(node: NodeStatus): string {
       return `${node.nodeName} skipped`;
     case NodeState.NODE_STATE_STOPPED:
       return `${base} stopped`;
-    default:
-      return node.failed > 0 ? `${base} (${node.failed} failed)` : base;
+    default: {
+      const extra: string[] = [];
+      if (node.failed > 0) extra.push(`${node.failed} failed`);
+      if (node.skipped > 0) extra.push(`${node.skipped} skipped`);
+      return extra.length > 0 ? `${base} (${extra.join(', ')})` : base;
+    }
   }
 }
 
@@ -42,6 +46,7 @@ export function renderProgressLine(view: ProgressView): string {
   const parts = [`${renderBar(view.percent)} ${formatPercent(view.percent)}`];
   // A job waits in pending while workers start; say so, or the bar looks stuck.
   if (view.state === JobState.JOB_STATE_PENDING) parts.push('pending');
+  else if (view.state === JobState.JOB_STATE_PAUSED) parts.push('paused');
   parts.push(...view.nodes.map(renderNode));
   return parts.join('  ');
 }
@@ -101,7 +106,7 @@ export class JobProgress {
     let sum = 0;
     for (const node of this.nodes.values()) {
       if (node.state === NodeState.NODE_STATE_SUCCEEDED || node.state === NodeState.NODE_STATE_SKIPPED) sum += 1;
-      else if (node.total > 0) sum += Math.min(node.total, node.succeeded + node.failed) / node.total;
+      else if (node.total > 0) sum += Math.min(node.total, node.succeeded + node.failed + node.skipped) / node.total;
     }
     return (100 * sum) / this.nodes.size;
   }

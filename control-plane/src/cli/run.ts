@@ -1,7 +1,20 @@
 import { parseCommandLine, resolveServer } from './args.js';
 import { Clients } from './client.js';
 import { algorithmApply, algorithmDelete, algorithmGet, algorithmList } from './commands/algorithm.js';
-import { execList, execRaw, execResult, execStatus, execStop, execStored, execWatch } from './commands/exec.js';
+import {
+  execFromNode,
+  execGraph,
+  execList,
+  execPause,
+  execRaw,
+  execRerun,
+  execResult,
+  execResume,
+  execStatus,
+  execStop,
+  execStored,
+  execWatch,
+} from './commands/exec.js';
 import { pipelineDelete, pipelineGet, pipelineList, pipelineStore } from './commands/pipeline.js';
 import { server } from './commands/server.js';
 import type { Handler, Io } from './context.js';
@@ -23,6 +36,11 @@ export const HANDLERS: Readonly<Record<string, Handler>> = {
   'exec stored': execStored,
   'exec status': execStatus,
   'exec result': execResult,
+  'exec graph': execGraph,
+  'exec pause': execPause,
+  'exec resume': execResume,
+  'exec rerun': execRerun,
+  'exec from-node': execFromNode,
   'exec stop': execStop,
   'exec watch': execWatch,
   'exec ls': execList,

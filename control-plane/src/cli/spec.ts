@@ -28,6 +28,10 @@ export const FLAGS = {
   'data-dir': { type: 'string', value: 'DIR' },
   'metrics-port': { type: 'string', value: 'N' },
   register: { type: 'string', value: 'DIR' },
+  tag: { type: 'string', value: 'TAG' },
+  from: { type: 'string', value: 'TIME' },
+  to: { type: 'string', value: 'TIME' },
+  download: { type: 'string', value: 'DIR' },
 } as const satisfies Record<string, FlagSpec>;
 
 /** Name of a flag, without dashes. */
@@ -161,9 +165,51 @@ export const TREE: readonly (GroupSpec | CommandSpec)[] = [
       {
         path: ['exec', 'result'],
         summary: "Print a job's result",
-        details: 'Exits 0 only if the job completed.',
+        details:
+          'Exits 0 only if the job completed.\n\n' +
+          'With --download, writes each result to DIR/<node>.msgpack (DIR/<node>-<index>.msgpack for\n' +
+          'a batch item) as stored, or to .bin with the raw bytes when the value is binary data.\n' +
+          'Stored (large) results are streamed to disk.',
+        args: ['JOB'],
+        flags: [['download', 'Write the results to files in DIR (created if missing) instead of printing them']],
+        globals: true,
+      },
+      {
+        path: ['exec', 'graph'],
+        summary: "Show a job's nodes as a graph, in the order they run",
+        details:
+          'Each node is drawn below a node it reads from; "(after A, B)" lists the parents of\n' +
+          'a node that reads from several. -o json prints\n' +
+          '{"nodes": [{nodeName, state, total, succeeded, failed, skipped, parents}]}.',
         args: ['JOB'],
         flags: [],
+        globals: true,
+      },
+      {
+        path: ['exec', 'pause'],
+        summary: 'Pause a job: hold its queued tasks back',
+        details: 'Tasks already running finish. `weft exec resume JOB` continues the job.',
+        args: ['JOB'],
+        flags: [],
+        globals: true,
+      },
+      { path: ['exec', 'resume'], summary: 'Resume a paused job', args: ['JOB'], flags: [], globals: true },
+      {
+        path: ['exec', 'rerun'],
+        summary: "Run an ended job's pipeline and flowInput again, as a new job",
+        details: 'Prints the new job id, or with --wait the result.',
+        args: ['JOB'],
+        flags: [['wait', WAIT]],
+        globals: true,
+      },
+      {
+        path: ['exec', 'from-node'],
+        summary: 'Run NODE and everything after it again, as a new job',
+        details:
+          "The other nodes' outputs are taken from JOB's stored results instead of being\n" +
+          'computed again (HKube\'s "caching"). Prints the new job id, or with --wait the result.',
+        args: ['JOB', 'NODE'],
+        flags: [['wait', WAIT]],
         globals: true,
       },
       {
@@ -185,9 +231,15 @@ export const TREE: readonly (GroupSpec | CommandSpec)[] = [
         path: ['exec', 'ls'],
         summary: 'List jobs',
         args: [],
+        details:
+          'TIME is ISO 8601 (2024-05-01, 2024-05-01T12:00:00Z; local time without an offset)\n' +
+          'or an age: 90s, 30m, 1h, 2d, 1w, 1h30m mean that long ago.',
         flags: [
           ['pipeline', 'Only jobs of this pipeline'],
-          ['status', 'Only jobs in this state: pending, active, completed, failed or stopped'],
+          ['status', 'Only jobs in this state: pending, active, paused, completed, failed or stopped'],
+          ['tag', 'Only jobs with this tag'],
+          ['from', 'Only jobs created at or after TIME'],
+          ['to', 'Only jobs created before TIME'],
         ],
         globals: true,
       },

@@ -31,6 +31,8 @@ export interface WorkUnit {
   priority: number;
   kind: 'pipeline';
   retry: { policy: RetryPolicy; limit: number };
+  /** A run longer than this is stopped and fails as "ttl expired"; 0 = no limit. */
+  ttlMs?: number;
 }
 
 export type Outcome =
@@ -88,7 +90,12 @@ interface Pending {
   dispatchedAt: number;
   started: Date | undefined;
   stopping: boolean;
+  /** Its ttl expired: whatever the worker reports next, the run failed. */
+  timedOut: boolean;
 }
+
+/** What a pending unit looks like to whoever withdraws it (pause) and gives it back (resume). */
+export type WithdrawnUnit = Pending;
 
 type WorkerState = 'starting' | 'ready' | 'busy' | 'exiting' | 'dead';
 
@@ -107,6 +114,7 @@ interface Worker {
   idleTimer: NodeJS.Timeout | undefined;
   stopTimer: NodeJS.Timeout | undefined;
   exitTimer: NodeJS.Timeout | undefined;
+  ttlTimer: NodeJS.Timeout | undefined;
 }
 
 interface Pool {
@@ -162,6 +170,7 @@ export class Dispatcher {
       dispatchedAt: 0,
       started: undefined,
       stopping: false,
+      timedOut: false,
     };
     this.pool(unit.algorithmName).queue.push(p);
     this.pump(unit.algorithmName);
@@ -187,6 +196,26 @@ export class Dispatcher {
         this.deps.config.stopGraceMs,
       );
     }
+  }
+
+  /** Takes a job's queued units out of the queues (pause); running ones go on. */
+  withdrawJob(jobId: string): WithdrawnUnit[] {
+    const out: WithdrawnUnit[] = [];
+    for (const [alg, pool] of this.pools) {
+      out.push(...pool.queue.removeWhere((q) => q.unit.jobId === jobId));
+      this.deps.metrics.tasksQueued.set({ algorithm: alg }, pool.queue.size);
+    }
+    return out;
+  }
+
+  /** Puts withdrawn units back where they were in line (resume). */
+  requeue(units: WithdrawnUnit[]): void {
+    const algs = new Set<string>();
+    for (const p of units) {
+      this.pool(p.unit.algorithmName).queue.push(p);
+      algs.add(p.unit.algorithmName);
+    }
+    for (const alg of algs) this.pump(alg);
   }
 
   /** Starts workers until the algorithm has its minHotWorkers. */
@@ -370,6 +399,7 @@ export class Dispatcher {
       idleTimer: undefined,
       stopTimer: undefined,
       exitTimer: undefined,
+      ttlTimer: undefined,
     };
     this.workers.set(id, w);
     this.pool(def.name).workers.add(w);
@@ -418,6 +448,7 @@ export class Dispatcher {
         idleTimer: undefined,
         stopTimer: undefined,
         exitTimer: undefined,
+        ttlTimer: undefined,
       };
       this.workers.set(id, w);
       this.pool(w.alg).workers.add(w);
@@ -444,6 +475,16 @@ export class Dispatcher {
     const e = ev.event;
     if (!e || w.state === 'dead') return;
     const p = w.current;
+    if (p?.timedOut && (e.$case === 'done' || e.$case === 'stopped' || e.$case === 'error')) {
+      // After a ttl expiry the run failed, however the worker ended it.
+      if (e.value.taskId !== p.unit.taskId) return;
+      this.finish(w, p);
+      this.retryOrFail(p, this.timeoutFailure(p));
+      if (e.$case === 'error' && e.value.failure?.crash)
+        this.workerGone(w, 'algorithm process crashed after its ttl expired');
+      else this.becameIdle(w);
+      return;
+    }
     switch (e.$case) {
       case 'ready':
         if (w.state === 'starting') {
@@ -527,7 +568,9 @@ export class Dispatcher {
   private finish(w: Worker, p: Pending): void {
     w.current = undefined;
     if (w.stopTimer) clearTimeout(w.stopTimer);
+    if (w.ttlTimer) clearTimeout(w.ttlTimer);
     w.stopTimer = undefined;
+    w.ttlTimer = undefined;
     this.deps.metrics.taskDuration.observe({ algorithm: w.alg }, (performance.now() - p.dispatchedAt) / 1000);
     if (w.state === 'busy') w.state = 'ready';
     this.pool(w.alg).failedStarts = 0;
@@ -550,6 +593,7 @@ export class Dispatcher {
     } else if (retryable && p.attempt <= limit) {
       p.attempt++;
       p.started = undefined;
+      p.timedOut = false;
       p.enqueuedAt = performance.now();
       p.listener.onRetry?.(failure, p.attempt);
       this.pool(p.unit.algorithmName).queue.push(p);
@@ -591,6 +635,29 @@ export class Dispatcher {
       },
     });
     this.send(w, { command: { $case: 'start', value: { taskId: u.taskId } } });
+    if (u.ttlMs && u.ttlMs > 0) {
+      w.ttlTimer = setTimeout(() => {
+        if (w.current !== p) return;
+        p.timedOut = true;
+        this.send(w, {
+          command: { $case: 'stop', value: { taskId: u.taskId, forceStop: true, reason: 'algorithm ttl expired' } },
+        });
+        w.stopTimer = setTimeout(
+          () => this.workerGone(w, 'did not stop when its ttl expired'),
+          this.deps.config.stopGraceMs,
+        );
+      }, u.ttlMs);
+    }
+  }
+
+  /** The failure a timed-out run ends with, whatever the worker reported. */
+  private timeoutFailure(p: Pending): TaskFailure {
+    return {
+      type: 'Timeout',
+      message: `algorithm ttl expired: ${p.unit.nodeName}${p.unit.batchIndex >= 0 ? `#${p.unit.batchIndex}` : ''} ran longer than ${(p.unit.ttlMs ?? 0) / 1000} s`,
+      stack: '',
+      crash: false,
+    };
   }
 
   private becameIdle(w: Worker): void {
@@ -647,7 +714,7 @@ export class Dispatcher {
     if (w.state === 'dead') return;
     const wasStarting = w.state === 'starting';
     w.state = 'dead';
-    for (const t of [w.idleTimer, w.stopTimer, w.exitTimer]) if (t) clearTimeout(t);
+    for (const t of [w.idleTimer, w.stopTimer, w.exitTimer, w.ttlTimer]) if (t) clearTimeout(t);
     this.workers.delete(w.id);
     const pool = this.pool(w.alg);
     pool.workers.delete(w);
@@ -664,7 +731,9 @@ export class Dispatcher {
     }
     const p = w.current;
     w.current = undefined;
-    if (p) {
+    if (p?.timedOut) {
+      this.retryOrFail(p, this.timeoutFailure(p));
+    } else if (p) {
       this.retryOrFail(p, {
         type: 'Crash',
         message: `worker ${w.id} running ${p.unit.nodeName}${p.unit.batchIndex >= 0 ? `#${p.unit.batchIndex}` : ''} (task ${p.unit.taskId}) was lost: ${reason}`,

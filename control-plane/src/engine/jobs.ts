@@ -1,77 +1,38 @@
 import { randomBytes } from 'node:crypto';
 import {
   BlobRef,
-  WeftError,
   Status,
+  WeftError,
   decode,
   encode,
   failedPrecondition,
+  getPath,
+  invalid,
   notFound,
   type BlobStore,
   type Logger,
 } from '@weft/common';
-import type { JobStatus, LeafResult, Payload, TaskError, TaskFailure } from '@weft/proto';
-import { JobState as PbJobState, NodeState as PbNodeState, NodeStatus } from '@weft/proto';
-import type { Dispatcher, Outcome } from '../dispatch/dispatcher.js';
+import { NodeState as PbNodeState, NodeStatus } from '@weft/proto';
+import type { JobStatus, LeafResult, Payload, TaskFailure } from '@weft/proto';
+import type { Dispatcher, Outcome, UnitListener, WorkUnit } from '../dispatch/dispatcher.js';
 import {
   buildTaskInputs,
+  buildWaitAnyInput,
   parsePipeline,
+  toFlatDescriptor,
+  waitAnyCount,
   type Descriptor,
   type NodeOutput,
   type OutputItem,
-  type ParsedNode,
   type ParsedPipeline,
 } from '../domain/pipeline.js';
 import type { Metrics } from '../server/metrics.js';
-import { FINAL_JOB_STATES, type JobRecord, type JobState, type StateStore, type TaskRecord } from '../store/port.js';
+import type { JobFilter, JobRecord, JobState, StateStore, TaskRecord } from '../store/port.js';
 import type { AlgorithmRegistry } from './algorithms.js';
+import { Item, JobRun, NODE_TO_PB, STATE_TO_PB, blobKeys, itemFromRecord, type NodeRun, type Watcher } from './run.js';
+import type { Webhooks, ResultEntry } from './webhooks.js';
 
-/** HKube's defaults: retry on crash, three times. */
-const DEFAULT_RETRY = { policy: 'OnCrash', limit: 3 } as const;
-const DEFAULT_PRIORITY = 3;
-/** Watchers get node counts at most this often; state changes go out at once. */
-const NODE_EVENT_INTERVAL_MS = 100;
-
-type NodeState = 'pending' | 'active' | 'succeeded' | 'failed' | 'skipped' | 'stopped';
-
-interface NodeRun {
-  parsed: ParsedNode;
-  state: NodeState;
-  batch: boolean;
-  /** Set once the node's inputs are known. */
-  items: (OutputItem | undefined)[] | undefined;
-  total: number;
-  queued: number;
-  active: number;
-  succeeded: number;
-  failed: number;
-  errors: TaskError[];
-}
-
-/** What a watcher receives. */
-export type JobUpdate =
-  | { type: 'status'; status: JobStatus }
-  | { type: 'node'; node: NodeStatus }
-  | { type: 'progress'; nodeName: string; taskId: string; batchIndex: number; percent: number; message: string };
-
-type Watcher = (u: JobUpdate) => void;
-
-const STATE_TO_PB: Record<JobState, PbJobState> = {
-  pending: PbJobState.JOB_STATE_PENDING,
-  active: PbJobState.JOB_STATE_ACTIVE,
-  completed: PbJobState.JOB_STATE_COMPLETED,
-  failed: PbJobState.JOB_STATE_FAILED,
-  stopped: PbJobState.JOB_STATE_STOPPED,
-};
-
-const NODE_TO_PB: Record<NodeState, PbNodeState> = {
-  pending: PbNodeState.NODE_STATE_PENDING,
-  active: PbNodeState.NODE_STATE_ACTIVE,
-  succeeded: PbNodeState.NODE_STATE_SUCCEEDED,
-  failed: PbNodeState.NODE_STATE_FAILED,
-  skipped: PbNodeState.NODE_STATE_SKIPPED,
-  stopped: PbNodeState.NODE_STATE_STOPPED,
-};
+export type { JobUpdate } from './run.js';
 
 function slug(name: string): string {
   return (
@@ -83,131 +44,26 @@ function slug(name: string): string {
   );
 }
 
-/** Collects the storage keys of every BlobRef inside a task input. */
-function blobKeys(value: unknown, out: Set<string>): void {
-  if (value instanceof BlobRef) out.add(value.key);
-  else if (Array.isArray(value)) for (const v of value) blobKeys(v, out);
-  else if (value !== null && typeof value === 'object' && !(value instanceof Uint8Array)) {
-    for (const v of Object.values(value)) blobKeys(v, out);
-  }
-}
-
-function itemFromRecord(t: TaskRecord): OutputItem {
-  if (t.resultKey) return { kind: 'blob', key: t.resultKey, meta: t.meta };
-  return { kind: 'inline', value: t.resultInline ? decode(t.resultInline) : null };
-}
-
 function describeFailure(node: string, batchIndex: number, taskId: string, f: TaskFailure, attempts: number): string {
   const where = batchIndex >= 0 ? `node "${node}" batch item ${batchIndex}` : `node "${node}"`;
   const tries = attempts > 1 ? ` after ${attempts} attempts` : '';
   return `${where} (task ${taskId}) failed${tries}: ${f.type}: ${f.message}`;
 }
 
-/** One job being run: its graph state in memory, its progress in the store. */
-class JobRun {
-  readonly nodes = new Map<string, NodeRun>();
-  readonly watchers = new Set<Watcher>();
-  private dirtyNodes = new Set<string>();
-  private flushTimer: NodeJS.Timeout | undefined;
-
-  constructor(
-    readonly record: JobRecord,
-    readonly parsed: ParsedPipeline,
-    readonly flowInput: Record<string, unknown>,
-    /** Outcomes already in the store (after a restart), by "node#index". */
-    readonly recorded: Map<string, TaskRecord>,
-  ) {
-    for (const name of parsed.order) {
-      const p = parsed.byName.get(name)!;
-      this.nodes.set(name, {
-        parsed: p,
-        state: 'pending',
-        batch: false,
-        items: undefined,
-        total: 0,
-        queued: 0,
-        active: 0,
-        succeeded: 0,
-        failed: 0,
-        errors: [],
-      });
-    }
-  }
-
-  get final(): boolean {
-    return FINAL_JOB_STATES.has(this.record.state);
-  }
-
-  nodeStatus(n: NodeRun): NodeStatus {
-    return {
-      nodeName: n.parsed.nodeName,
-      algorithmName: n.parsed.algorithmName,
-      state: NODE_TO_PB[n.state],
-      total: n.total,
-      pending: n.queued,
-      active: n.active,
-      succeeded: n.succeeded,
-      failed: n.failed,
-      batch: n.batch,
-      errors: n.errors,
-    };
-  }
-
-  status(): JobStatus {
-    let known = 0;
-    let finished = 0;
-    for (const n of this.nodes.values()) {
-      // A node whose inputs are not known yet counts as one task to come.
-      const total = n.items ? n.total : 1;
-      known += total;
-      finished += n.state === 'skipped' ? total : n.succeeded + n.failed;
-    }
-    const r = this.record;
-    return {
-      jobId: r.jobId,
-      pipelineName: r.pipelineName,
-      state: STATE_TO_PB[r.state],
-      progress: r.state === 'completed' ? 100 : known === 0 ? 0 : Math.round((finished / known) * 10000) / 100,
-      nodes: [...this.nodes.values()].map((n) => this.nodeStatus(n)),
-      error: r.error,
-      priority: r.priority,
-      created: r.created,
-      started: r.started,
-      ended: r.ended,
-      tags: r.tags,
-    };
-  }
-
-  emit(u: JobUpdate): void {
-    for (const w of this.watchers) w(u);
-  }
-
-  /** Node counts are coalesced: a 10,000-item batch must not mean 10,000 events per watcher. */
-  nodeChanged(name: string): void {
-    if (this.watchers.size === 0) return;
-    this.dirtyNodes.add(name);
-    this.flushTimer ??= setTimeout(() => this.flushNodes(), NODE_EVENT_INTERVAL_MS);
-  }
-
-  flushNodes(): void {
-    if (this.flushTimer) clearTimeout(this.flushTimer);
-    this.flushTimer = undefined;
-    for (const name of this.dirtyNodes) {
-      const n = this.nodes.get(name);
-      if (n) this.emit({ type: 'node', node: this.nodeStatus(n) });
-    }
-    this.dirtyNodes.clear();
-  }
-
-  statusChanged(): void {
-    this.flushNodes();
-    this.emit({ type: 'status', status: this.status() });
-  }
-}
-
 export interface EngineConfig {
   /** Stored results up to this size are inlined into GetResult answers. */
   resultInlineLimit: number;
+  /** Intermediate (non-result) outputs of ended jobs are deleted after this long. */
+  retainIntermediateMs: number;
+  /** Ended jobs, with their results, are deleted after this long. */
+  retainJobsMs: number;
+}
+
+export interface ExecOptions {
+  tags?: string[];
+  parentJobId?: string;
+  /** Outcomes to take as already done (a run from a node): copied into the new job. */
+  prefilled?: TaskRecord[];
 }
 
 /**
@@ -216,6 +72,12 @@ export interface EngineConfig {
  */
 export class JobEngine {
   private readonly runs = new Map<string, JobRun>();
+  /** Stored pipelines, for sub-pipeline nodes and pipeline triggers. */
+  private readonly pipelines = new Map<string, Descriptor>();
+  /** Jobs held pending by concurrentPipelines, by pipeline name, oldest first. */
+  private readonly waiting = new Map<string, string[]>();
+  /** Called after a job of a stored pipeline completes: pipeline triggers. */
+  onCompleted: ((pipelineName: string, jobId: string) => void) | undefined;
 
   constructor(
     private readonly deps: {
@@ -223,66 +85,158 @@ export class JobEngine {
       dispatcher: Dispatcher;
       blobs: BlobStore;
       algorithms: AlgorithmRegistry;
+      webhooks: Webhooks;
       metrics: Metrics;
       log: Logger;
       config: EngineConfig;
     },
   ) {}
 
-  /** Validates a descriptor without running it (INVALID_ARGUMENT naming node and input path). */
-  validate(d: Descriptor): ParsedPipeline {
-    return parsePipeline(d, (name) => this.deps.algorithms.has(name));
+  /** Keeps the engine's view of stored pipelines current (sub-pipelines, triggers). */
+  pipelineStored(name: string, descriptor: Descriptor | undefined): void {
+    if (descriptor) this.pipelines.set(name, descriptor);
+    else this.pipelines.delete(name);
   }
 
-  /** Starts a job; returns its id once it is recorded. */
-  async exec(d: Descriptor, opts: { priority: number; tags: string[] }): Promise<string> {
+  storedPipelines(): ReadonlyMap<string, Descriptor> {
+    return this.pipelines;
+  }
+
+  /** Validates a descriptor without running it (INVALID_ARGUMENT naming node and input path). */
+  validate(d: Descriptor): ParsedPipeline {
+    return parsePipeline(
+      d,
+      (name) => this.deps.algorithms.has(name),
+      (name) => this.pipelines.get(name),
+    );
+  }
+
+  /** Runs a stored pipeline, its flowInput replaced when one is given. */
+  async execStored(name: string, flowInput?: Record<string, unknown>, opts: ExecOptions = {}): Promise<string> {
+    const d = this.pipelines.get(name);
+    if (!d) throw notFound(`pipeline "${name}" not found`);
+    return this.exec(flowInput ? { ...d, flowInput } : d, opts);
+  }
+
+  /** Starts a job (or queues it, under concurrentPipelines); returns its id once it is recorded. */
+  async exec(d: Descriptor, opts: ExecOptions = {}): Promise<string> {
     const parsed = this.validate(d);
     for (const name of parsed.order) {
-      const alg = this.deps.algorithms.get(parsed.byName.get(name)!.algorithmName)!;
+      const node = parsed.byName.get(name)!;
+      if (node.kind !== 'algorithm') continue;
+      const alg = this.deps.algorithms.get(node.algorithmName)!;
       if (!alg.codePath) {
         throw failedPrecondition(
           `node "${name}": algorithm "${alg.name}" has no code.path; the embedded default runs local code`,
         );
       }
     }
-    if (opts.priority !== 0 && (opts.priority < 1 || opts.priority > 5 || !Number.isInteger(opts.priority))) {
-      throw new WeftError(Status.INVALID_ARGUMENT, `priority: ${opts.priority} is not an integer from 1 to 5`, {
-        field: 'priority',
-      });
+    let queued = false;
+    const limit = parsed.options.concurrentPipelines;
+    if (limit) {
+      const running = [...this.runs.values()].filter((r) => r.record.pipelineName === parsed.name).length;
+      if (running >= limit.amount) {
+        if (limit.rejectOnFailure) {
+          throw new WeftError(
+            Status.RESOURCE_EXHAUSTED,
+            `pipeline "${parsed.name}" already has ${running} jobs pending or active (options.concurrentPipelines.amount is ${limit.amount})`,
+          );
+        }
+        queued = true;
+      }
     }
-    const jobId = `${slug(d.name)}-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
-    const flowInput = d.flowInput ?? {};
-    const { flowInput: _omit, ...rest } = d;
+    const jobId = `${slug(parsed.name)}-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
+    // The flattened descriptor (sub-pipelines inlined, defaults filled in):
+    // resuming the job later must not depend on stored pipelines that may have changed.
+    const { flowInput: _omit, ...rest } = toFlatDescriptor(parsed);
     const record: JobRecord = {
       jobId,
-      pipelineName: d.name,
+      pipelineName: parsed.name,
       descriptor: rest,
-      flowInput: encode(flowInput),
+      flowInput: encode(parsed.flowInput),
       state: 'pending',
-      priority: opts.priority || DEFAULT_PRIORITY,
-      tags: opts.tags,
+      priority: parsed.priority,
+      tags: opts.tags ?? parsed.tags,
       error: '',
       created: new Date(),
       started: undefined,
       ended: undefined,
       nodes: undefined,
+      parentJobId: opts.parentJobId ?? '',
     };
     await this.deps.store.createJob(record);
+    const recorded = new Map<string, TaskRecord>();
+    for (const t of opts.prefilled ?? []) {
+      const copy = { ...t, jobId, taskId: t.taskId.replace(/^[^:]+/, jobId) };
+      await this.deps.store.recordTask(copy);
+      recorded.set(`${copy.nodeName}#${copy.batchIndex}`, copy);
+    }
     this.deps.metrics.jobsActive.inc();
-    const run = new JobRun(record, parsed, flowInput, new Map());
-    this.runs.set(jobId, run);
-    this.deps.log.info('job created', { jobId, pipeline: d.name });
-    await this.activate(run);
+    const run = this.track(record, parsed, parsed.flowInput, recorded);
+    this.deps.log.info('job created', { jobId, pipeline: parsed.name, queued });
+    if (queued) this.enqueueWaiting(run);
+    else await this.activate(run);
     return jobId;
   }
 
-  /** Resumes every job that was pending or active when the control plane stopped. */
+  private track(
+    record: JobRecord,
+    parsed: ParsedPipeline,
+    flowInput: Record<string, unknown>,
+    recorded: Map<string, TaskRecord>,
+  ): JobRun {
+    const run = new JobRun(record, parsed, flowInput, recorded);
+    this.runs.set(record.jobId, run);
+    const url = parsed.webhooks.progress;
+    if (url) {
+      run.onChange = () =>
+        this.deps.webhooks.progress(url, run.status(), {
+          level: run.record.state === 'failed' ? 'error' : 'info',
+          minLevel: parsed.options.progressVerbosityLevel,
+        });
+    }
+    // The job's ttl counts from its creation, pending time included.
+    const ttl = parsed.options.ttl;
+    if (ttl > 0) this.expireAfter(run, record.created.getTime() + ttl * 1000 - Date.now(), `ttl of ${ttl} s expired`);
+    return run;
+  }
+
+  private expireAfter(run: JobRun, ms: number, why: string): void {
+    const t = setTimeout(
+      () => {
+        this.deps.dispatcher.stopJob(run.record.jobId, why);
+        this.failJob(run, why).catch((err: unknown) => this.deps.log.error('expiring a job failed', { err }));
+      },
+      Math.max(0, ms),
+    );
+    t.unref();
+    run.timers.push(t);
+  }
+
+  private enqueueWaiting(run: JobRun): void {
+    const list = this.waiting.get(run.record.pipelineName) ?? [];
+    list.push(run.record.jobId);
+    this.waiting.set(run.record.pipelineName, list);
+    run.statusChanged();
+  }
+
+  /** A slot of concurrentPipelines freed: the oldest waiting job of that pipeline starts. */
+  private async startWaiting(pipelineName: string): Promise<void> {
+    const list = this.waiting.get(pipelineName);
+    const next = list?.shift();
+    if (!next) return;
+    const run = this.runs.get(next);
+    if (run && run.record.state === 'pending') await this.activate(run);
+  }
+
+  /** Resumes every job that was pending, active or paused when the control plane stopped. */
   async recover(): Promise<number> {
-    const jobs = await this.deps.store.listJobs({ states: ['pending', 'active'] });
+    const jobs = await this.deps.store.listJobs({ states: ['pending', 'active', 'paused'] });
+    jobs.sort((a, b) => a.created.getTime() - b.created.getTime());
     for (const record of jobs) {
       // One job that cannot be resumed must not keep the others (or the server) from starting.
       try {
-        await this.resume(record);
+        await this.resumeRecord(record);
       } catch (err) {
         const error = `cannot resume after restart: ${err instanceof Error ? err.message : String(err)}`;
         this.deps.log.error('job not resumed', { jobId: record.jobId, error });
@@ -294,15 +248,26 @@ export class JobEngine {
     return jobs.length;
   }
 
-  private async resume(record: JobRecord): Promise<void> {
+  private async resumeRecord(record: JobRecord): Promise<void> {
     const flowInput = decode(record.flowInput) as Record<string, unknown>;
     const parsed = this.validate({ ...record.descriptor, flowInput } as unknown as Descriptor);
     const recorded = new Map<string, TaskRecord>();
     for (const t of await this.deps.store.listTasks(record.jobId)) recorded.set(`${t.nodeName}#${t.batchIndex}`, t);
-    const run = new JobRun(record, parsed, flowInput, recorded);
-    this.runs.set(record.jobId, run);
     this.deps.metrics.jobsActive.inc();
-    this.deps.log.info('job resumed', { jobId: record.jobId, recordedTasks: recorded.size });
+    const run = this.track(record, parsed, flowInput, recorded);
+    this.deps.log.info('job resumed', { jobId: record.jobId, recordedTasks: recorded.size, state: record.state });
+    for (const child of await this.deps.store.listJobs({ parentJobId: record.jobId }))
+      run.childJobIds.push(child.jobId);
+    const limit = parsed.options.concurrentPipelines;
+    if (record.state === 'pending' && limit) {
+      const active = [...this.runs.values()].filter(
+        (r) => r.record.pipelineName === parsed.name && r.record.state !== 'pending',
+      ).length;
+      if (active >= limit.amount) {
+        this.enqueueWaiting(run);
+        return;
+      }
+    }
     await this.activate(run);
   }
 
@@ -313,6 +278,11 @@ export class JobEngine {
       await this.deps.store.updateJob(run.record.jobId, { state: 'active', started: run.record.started });
       run.statusChanged();
     }
+    const activeTtl = run.parsed.options.activeTtl;
+    if (activeTtl > 0) {
+      const since = run.record.started?.getTime() ?? Date.now();
+      this.expireAfter(run, since + activeTtl * 1000 - Date.now(), `activeTtl of ${activeTtl} s expired`);
+    }
     for (const name of run.parsed.order) {
       if (run.final) return;
       await this.tryExpand(run, run.nodes.get(name)!);
@@ -320,81 +290,164 @@ export class JobEngine {
     await this.checkDone(run);
   }
 
-  /** Starts a node once all its parents are done. */
-  private async tryExpand(run: JobRun, node: NodeRun): Promise<void> {
-    if (node.items || run.final) return;
+  private parentsReady(run: JobRun, node: NodeRun): boolean {
     for (const p of node.parsed.parents) {
-      const s = run.nodes.get(p)!.state;
-      if (s !== 'succeeded' && s !== 'skipped') return;
+      const parent = run.nodes.get(p)!;
+      if (node.parsed.waitAnyParents.includes(p)) {
+        // Wait-any: the parent's items need only be known; each item starts when its own is done.
+        if (!parent.items) return false;
+      } else if (parent.state !== 'succeeded' && parent.state !== 'skipped') {
+        return false;
+      }
     }
-    let batch: boolean;
-    let inputs: unknown[][];
+    return true;
+  }
+
+  /** Starts a node once its parents allow it. */
+  private async tryExpand(run: JobRun, node: NodeRun): Promise<void> {
+    if (node.items || run.final || !this.parentsReady(run, node)) return;
+    const outputs = (name: string): NodeOutput => this.outputOf(run, name);
     try {
-      ({ batch, inputs } = buildTaskInputs(node.parsed, run.flowInput, (name) => this.outputOf(run, name)));
+      if (node.parsed.waitAnyParents.length > 0) {
+        const count = waitAnyCount(node.parsed, outputs);
+        node.batch = true;
+        node.total = count;
+        node.items = new Array<OutputItem | undefined>(count);
+        node.done = new Uint8Array(count);
+      } else {
+        const { batch, inputs } = buildTaskInputs(node.parsed, run.flowInput, outputs);
+        node.batch = batch;
+        node.total = inputs.length;
+        node.items = new Array<OutputItem | undefined>(inputs.length);
+        node.done = new Uint8Array(inputs.length);
+        if (node.parsed.kind === 'output') {
+          // An output node runs nothing: its input is the pipeline's result.
+          const value = await this.materialize(inputs[0] ?? []);
+          const bytes = encode(value);
+          await this.deps.store.recordTask({
+            jobId: run.record.jobId,
+            nodeName: node.parsed.nodeName,
+            batchIndex: -1,
+            taskId: `${run.record.jobId}:${node.parsed.index}:0`,
+            state: 'succeeded',
+            attempts: 0,
+            resultInline: bytes,
+            resultKey: undefined,
+            resultSize: bytes.byteLength,
+            meta: {},
+            error: undefined,
+            started: undefined,
+            ended: new Date(),
+          });
+          node.items[0] = { kind: 'inline', value };
+          node.done[0] = Item.Succeeded;
+          node.succeeded = 1;
+        } else {
+          for (let i = 0; i < inputs.length; i++) await this.submitItem(run, node, i, inputs[i]!);
+        }
+      }
     } catch (err) {
       await this.failJob(run, err instanceof Error ? err.message : String(err));
       return;
     }
-    node.batch = batch;
-    node.items = new Array<OutputItem | undefined>(inputs.length);
-    node.total = inputs.length;
-    if (inputs.length === 0) {
+    if (node.total === 0) {
       // HKube: an empty batch skips the node; its children see an empty array.
       node.state = 'skipped';
-      run.nodeChanged(node.parsed.nodeName);
-      await this.nodeFinished(run, node);
-      return;
-    }
-    node.state = 'active';
-    const alg = this.deps.algorithms.get(node.parsed.algorithmName);
-    for (let i = 0; i < inputs.length; i++) {
-      const batchIndex = batch ? i : -1;
-      const prior = run.recorded.get(`${node.parsed.nodeName}#${batchIndex}`);
-      if (prior?.state === 'succeeded') {
-        node.items[i] = itemFromRecord(prior);
-        node.succeeded++;
-        continue;
-      }
-      if (prior?.state === 'failed' && prior.error) {
-        await this.failJob(
-          run,
-          describeFailure(node.parsed.nodeName, batchIndex, prior.taskId, { ...prior.error }, prior.attempts),
-        );
-        return;
-      }
-      const keys = new Set<string>();
-      blobKeys(inputs[i], keys);
-      const taskId = `${run.record.jobId}:${node.parsed.index}:${batch ? i : 0}`;
-      node.queued++;
-      this.deps.dispatcher.submit(
-        {
-          taskId,
-          jobId: run.record.jobId,
-          algorithmName: node.parsed.algorithmName,
-          nodeName: node.parsed.nodeName,
-          pipelineName: run.record.pipelineName,
-          batchIndex,
-          input: encode(inputs[i]),
-          inputKeys: [...keys],
-          outputKey: `jobs/${run.record.jobId}/${node.parsed.index}/${batch ? i : 0}`,
-          savePaths: node.parsed.savePaths,
-          priority: run.record.priority,
-          kind: 'pipeline',
-          retry: { ...DEFAULT_RETRY },
-        },
-        this.listener(run, node, i, batchIndex, taskId, alg?.name ?? node.parsed.algorithmName),
-      );
+    } else if (node.state === 'pending') {
+      node.state = 'active';
     }
     run.nodeChanged(node.parsed.nodeName);
-    if (node.succeeded === node.total) await this.nodeFinished(run, node);
+    // Wait-any children can start as soon as this node's items are known.
+    for (const c of node.parsed.children) {
+      const child = run.nodes.get(c)!;
+      if (child.parsed.waitAnyParents.includes(node.parsed.nodeName)) await this.tryExpand(run, child);
+    }
+    if (node.parsed.waitAnyParents.length > 0) await this.pumpWaitAny(run, node);
+    await this.maybeNodeFinished(run, node);
   }
 
-  private listener(run: JobRun, node: NodeRun, i: number, batchIndex: number, taskId: string, algorithm: string) {
-    let started: Date | undefined;
+  /** Submits every wait-any item whose inputs are done (or skips it, when one of them failed). */
+  private async pumpWaitAny(run: JobRun, node: NodeRun, only?: number): Promise<void> {
+    if (!node.done || run.final) return;
+    const from = only ?? 0;
+    const to = only === undefined ? node.total : Math.min(only + 1, node.total);
+    for (let i = from; i < to; i++) {
+      if (node.done[i] !== Item.Pending) continue;
+      let ready = true;
+      let skip = false;
+      for (const p of node.parsed.waitAnyParents) {
+        const state = run.nodes.get(p)!.done?.[i];
+        if (state === Item.Failed || state === Item.Skipped) skip = true;
+        else if (state !== Item.Succeeded) ready = false;
+      }
+      if (skip) {
+        node.done[i] = Item.Skipped;
+        node.items![i] = { kind: 'inline', value: null };
+        node.skipped++;
+        await this.itemSettled(run, node, i);
+      } else if (ready) {
+        const input = buildWaitAnyInput(node.parsed, i, run.flowInput, (name) => this.outputOf(run, name));
+        await this.submitItem(run, node, i, input);
+      }
+    }
+  }
+
+  /** Runs one task of a node, unless a stored outcome already says how it went. */
+  private async submitItem(run: JobRun, node: NodeRun, i: number, input: unknown[]): Promise<void> {
+    const batchIndex = node.batch ? i : -1;
+    const prior = run.recorded.get(`${node.parsed.nodeName}#${batchIndex}`);
+    if (prior) {
+      node.items![i] = itemFromRecord(prior);
+      if (prior.state === 'succeeded') {
+        node.done![i] = Item.Succeeded;
+        node.succeeded++;
+      } else {
+        node.done![i] = Item.Failed;
+        node.failed++;
+        node.errors.push({
+          taskId: prior.taskId,
+          nodeName: prior.nodeName,
+          batchIndex,
+          failure: prior.error ?? { type: 'Error', message: '', stack: '', crash: false },
+          attempts: prior.attempts,
+        });
+        if (await this.overTolerance(run, node, prior.taskId, batchIndex, prior.error, prior.attempts)) return;
+      }
+      await this.itemSettled(run, node, i);
+      return;
+    }
+    const keys = new Set<string>();
+    blobKeys(input, keys);
+    const taskId = `${run.record.jobId}:${node.parsed.index}:${node.batch ? i : 0}`;
+    node.done![i] = Item.Submitted;
+    node.queued++;
+    const unit: WorkUnit = {
+      taskId,
+      jobId: run.record.jobId,
+      algorithmName: node.parsed.algorithmName,
+      nodeName: node.parsed.nodeName,
+      pipelineName: run.record.pipelineName,
+      batchIndex,
+      input: encode(input),
+      inputKeys: [...keys],
+      outputKey: `jobs/${run.record.jobId}/${node.parsed.index}/${node.batch ? i : 0}`,
+      savePaths: node.parsed.savePaths,
+      priority: run.record.priority,
+      kind: 'pipeline',
+      retry: { ...node.parsed.retry },
+      ttlMs: node.parsed.ttl * 1000,
+    };
+    const listener = this.listener(run, node, i, batchIndex, taskId);
+    if (run.paused) run.heldNew.push({ unit, listener });
+    else this.deps.dispatcher.submit(unit, listener);
+  }
+
+  private listener(run: JobRun, node: NodeRun, i: number, batchIndex: number, taskId: string): UnitListener {
+    let started = false;
     return {
       onStarted: (): void => {
         if (run.final) return;
-        started = new Date();
+        started = true;
         node.queued--;
         node.active++;
         run.nodeChanged(node.parsed.nodeName);
@@ -412,7 +465,7 @@ export class JobEngine {
           error: failure.message,
         });
         if (started) {
-          started = undefined;
+          started = false;
           node.active--;
           node.queued++;
           run.nodeChanged(node.parsed.nodeName);
@@ -421,7 +474,7 @@ export class JobEngine {
       onDone: (outcome: Outcome): void => {
         if (started) node.active--;
         else node.queued--;
-        void this.taskDone(run, node, i, batchIndex, taskId, algorithm, outcome).catch((err: unknown) => {
+        this.taskDone(run, node, i, batchIndex, taskId, outcome).catch((err: unknown) => {
           // The outcome is not durable, so the job cannot go on as if it were.
           const message = err instanceof Error ? err.message : String(err);
           this.deps.log.error('recording a task outcome failed', { jobId: run.record.jobId, taskId, err: message });
@@ -437,7 +490,6 @@ export class JobEngine {
     i: number,
     batchIndex: number,
     taskId: string,
-    _algorithm: string,
     outcome: Outcome,
   ): Promise<void> {
     if (run.final || outcome.status === 'stopped') {
@@ -456,8 +508,7 @@ export class JobEngine {
     // task, not stall the job (or, recorded, stop every later restart).
     let value: unknown = null;
     if (outcome.status === 'succeeded') {
-      const payload = outcome.result;
-      const inline = payload.kind?.$case === 'inline' ? payload.kind.value : undefined;
+      const inline = outcome.result.kind?.$case === 'inline' ? outcome.result.kind.value : undefined;
       try {
         if (inline) value = decode(inline);
       } catch (err) {
@@ -492,9 +543,10 @@ export class JobEngine {
       });
       if (run.final) return;
       node.items![i] = ref ? { kind: 'blob', key: ref.key, meta } : { kind: 'inline', value };
+      node.done![i] = Item.Succeeded;
       node.succeeded++;
       run.nodeChanged(node.parsed.nodeName);
-      if (node.succeeded === node.total) await this.nodeFinished(run, node);
+      await this.itemSettled(run, node, i);
       return;
     }
     const f = outcome.failure;
@@ -508,14 +560,58 @@ export class JobEngine {
       error: { type: f.type, message: f.message, stack: f.stack, crash: f.crash },
       started: outcome.started,
     });
+    if (run.final) return;
+    node.items![i] = { kind: 'inline', value: null };
+    node.done![i] = Item.Failed;
     node.failed++;
     node.errors.push({ taskId, nodeName: node.parsed.nodeName, batchIndex, failure: f, attempts: outcome.attempts });
-    node.state = 'failed';
     run.nodeChanged(node.parsed.nodeName);
-    await this.failJob(run, describeFailure(node.parsed.nodeName, batchIndex, taskId, f, outcome.attempts));
+    if (await this.overTolerance(run, node, taskId, batchIndex, f, outcome.attempts)) return;
+    await this.itemSettled(run, node, i);
   }
 
-  private async nodeFinished(run: JobRun, node: NodeRun): Promise<void> {
+  /**
+   * HKube's batchTolerance: a batch node's failures are reported and the job
+   * goes on until they reach that percentage of its items. Any failure of a
+   * node that is not a batch fails the job. Returns true when the job failed.
+   */
+  private async overTolerance(
+    run: JobRun,
+    node: NodeRun,
+    taskId: string,
+    batchIndex: number,
+    f: TaskFailure | undefined,
+    attempts: number,
+  ): Promise<boolean> {
+    const failure = f ?? { type: 'Error', message: '', stack: '', crash: false };
+    const tolerance = run.parsed.options.batchTolerance;
+    const percent = (100 * node.failed) / Math.max(node.total, 1);
+    if (node.batch && percent < tolerance) return false;
+    node.state = 'failed';
+    run.nodeChanged(node.parsed.nodeName);
+    const first = describeFailure(node.parsed.nodeName, batchIndex, taskId, failure, attempts);
+    await this.failJob(
+      run,
+      node.batch
+        ? `node "${node.parsed.nodeName}": ${node.failed} of ${node.total} batch items failed (${Math.round(percent * 100) / 100}%), reaching batchTolerance ${tolerance}%; latest: ${first}`
+        : first,
+    );
+    return true;
+  }
+
+  /** One item of a node reached its end: wake wait-any children, finish the node when it was the last. */
+  private async itemSettled(run: JobRun, node: NodeRun, i: number): Promise<void> {
+    for (const c of node.parsed.children) {
+      const child = run.nodes.get(c)!;
+      if (child.items && child.parsed.waitAnyParents.includes(node.parsed.nodeName))
+        await this.pumpWaitAny(run, child, i);
+    }
+    await this.maybeNodeFinished(run, node);
+  }
+
+  private async maybeNodeFinished(run: JobRun, node: NodeRun): Promise<void> {
+    if (run.final || !node.items || node.state === 'succeeded' || node.state === 'failed') return;
+    if (node.succeeded + node.failed + node.skipped < node.total) return;
     if (node.state !== 'skipped') node.state = 'succeeded';
     run.nodeChanged(node.parsed.nodeName);
     for (const c of node.parsed.children) await this.tryExpand(run, run.nodes.get(c)!);
@@ -534,6 +630,21 @@ export class JobEngine {
     return { batch: n.batch, items };
   }
 
+  /**
+   * An output node's value, with references to stored results read in: the
+   * job's result is a value, not a pointer into storage that retention may delete.
+   */
+  private async materialize(value: unknown): Promise<unknown> {
+    if (value instanceof BlobRef) return getPath(decode(await this.deps.blobs.get(value.key)), value.path);
+    if (Array.isArray(value)) return Promise.all(value.map((v) => this.materialize(v)));
+    if (value !== null && typeof value === 'object' && !(value instanceof Uint8Array)) {
+      const out: Record<string, unknown> = {};
+      for (const [k, v] of Object.entries(value)) out[k] = await this.materialize(v);
+      return out;
+    }
+    return value;
+  }
+
   private async failJob(run: JobRun, error: string): Promise<void> {
     if (run.final) return;
     this.deps.dispatcher.stopJob(run.record.jobId, 'job failed');
@@ -542,11 +653,15 @@ export class JobEngine {
 
   private async finishJob(run: JobRun, state: 'completed' | 'failed' | 'stopped', error: string): Promise<void> {
     if (run.final) return;
+    const wasWaiting = run.record.state === 'pending';
     run.record.state = state;
     run.record.error = error;
     run.record.ended = new Date();
+    run.clearTimers();
+    run.heldQueued = [];
+    run.heldNew = [];
     for (const n of run.nodes.values()) {
-      if (n.state === 'active' || n.state === 'pending') n.state = state === 'completed' ? n.state : 'stopped';
+      if (state !== 'completed' && (n.state === 'active' || n.state === 'pending')) n.state = 'stopped';
       if (state !== 'completed') {
         n.queued = 0;
         n.active = 0;
@@ -561,23 +676,108 @@ export class JobEngine {
     run.statusChanged();
     run.watchers.clear();
     this.runs.delete(run.record.jobId);
+    if (wasWaiting) {
+      const list = this.waiting.get(run.record.pipelineName);
+      if (list)
+        this.waiting.set(
+          run.record.pipelineName,
+          list.filter((id) => id !== run.record.jobId),
+        );
+    } else {
+      await this.startWaiting(run.record.pipelineName);
+    }
+    const url = run.parsed.webhooks.result;
+    if (url) {
+      const status = run.status();
+      this.resultEntries(run.record.jobId).then(
+        (entries) => void this.deps.webhooks.result(url, status, entries),
+        (err: unknown) => this.deps.log.warn('result webhook not sent', { jobId: run.record.jobId, err }),
+      );
+    }
+    if (state === 'completed') this.onCompleted?.(run.record.pipelineName, run.record.jobId);
   }
 
   /** Stops a job: queued work is dropped, running algorithms get stop, then a kill after the grace period. */
   async stop(jobId: string, reason: string): Promise<JobStatus> {
-    const run = this.runs.get(jobId);
-    if (!run) {
-      const status = await this.status(jobId);
-      if (status.state === PbJobState.JOB_STATE_PENDING || status.state === PbJobState.JOB_STATE_ACTIVE) {
-        throw new WeftError(Status.UNAVAILABLE, `job ${jobId} is being resumed; try again`);
-      }
-      throw failedPrecondition(
-        `job ${jobId} already ended (${PbJobState[status.state].replace('JOB_STATE_', '').toLowerCase()})`,
-      );
-    }
+    const run = await this.live(jobId);
     this.deps.dispatcher.stopJob(jobId, reason || 'stopped by user');
     await this.finishJob(run, 'stopped', reason || 'stopped by user');
     return run.status();
+  }
+
+  /** Holds a job's queued tasks back; running ones finish and are recorded. */
+  async pause(jobId: string): Promise<JobStatus> {
+    const run = await this.live(jobId);
+    if (run.record.state !== 'active') {
+      throw failedPrecondition(`job ${jobId} is ${run.record.state}; only an active job can be paused`);
+    }
+    run.record.state = 'paused';
+    run.heldQueued.push(...this.deps.dispatcher.withdrawJob(jobId));
+    await this.deps.store.updateJob(jobId, { state: 'paused' });
+    run.statusChanged();
+    return run.status();
+  }
+
+  async resume(jobId: string): Promise<JobStatus> {
+    const run = await this.live(jobId);
+    if (run.record.state !== 'paused') throw failedPrecondition(`job ${jobId} is ${run.record.state}, not paused`);
+    run.record.state = 'active';
+    await this.deps.store.updateJob(jobId, { state: 'active' });
+    this.deps.dispatcher.requeue(run.heldQueued);
+    for (const h of run.heldNew) this.deps.dispatcher.submit(h.unit, h.listener);
+    run.heldQueued = [];
+    run.heldNew = [];
+    run.statusChanged();
+    return run.status();
+  }
+
+  /** Runs an earlier job's descriptor and flowInput again. */
+  async rerun(jobId: string): Promise<string> {
+    const record = await this.deps.store.getJob(jobId);
+    if (!record) throw notFound(`job ${jobId} not found`);
+    const d = { ...record.descriptor, flowInput: decode(record.flowInput) } as unknown as Descriptor;
+    return this.exec(d, { tags: record.tags, parentJobId: jobId });
+  }
+
+  /**
+   * A new job that runs one node and everything after it; every other node's
+   * outputs are taken from the earlier job's stored results (HKube's "caching").
+   */
+  async runFromNode(jobId: string, nodeName: string): Promise<string> {
+    const record = await this.deps.store.getJob(jobId);
+    if (!record) throw notFound(`job ${jobId} not found`);
+    const d = { ...record.descriptor, flowInput: decode(record.flowInput) } as unknown as Descriptor;
+    const parsed = this.validate(d);
+    if (!parsed.byName.has(nodeName)) throw invalid('nodeName', `job ${jobId} has no node "${nodeName}"`);
+    const rerun = new Set<string>([nodeName]);
+    for (const name of parsed.order) {
+      if (parsed.byName.get(name)!.parents.some((p) => rerun.has(p))) rerun.add(name);
+    }
+    const tasks = await this.deps.store.listTasks(jobId);
+    const summary = new Map((record.nodes ?? []).map((n) => [String(n['nodeName']), NodeStatus.fromJSON(n)]));
+    for (const name of parsed.order) {
+      if (rerun.has(name)) continue;
+      const s = summary.get(name);
+      const done =
+        s?.state === PbNodeState.NODE_STATE_SUCCEEDED ||
+        s?.state === PbNodeState.NODE_STATE_SKIPPED ||
+        (!s && tasks.some((t) => t.nodeName === name));
+      if (!done) {
+        throw failedPrecondition(
+          `node "${name}" did not finish in job ${jobId}, so "${nodeName}" cannot start from its results`,
+        );
+      }
+    }
+    const prefilled = tasks.filter((t) => !rerun.has(t.nodeName) && (t.state === 'succeeded' || t.state === 'failed'));
+    return this.exec(d, { tags: record.tags, parentJobId: jobId, prefilled });
+  }
+
+  private async live(jobId: string): Promise<JobRun> {
+    const run = this.runs.get(jobId);
+    if (run) return run;
+    const record = await this.deps.store.getJob(jobId);
+    if (!record) throw notFound(`job ${jobId} not found`);
+    throw failedPrecondition(`job ${jobId} already ended (${record.state})`);
   }
 
   async status(jobId: string): Promise<JobStatus> {
@@ -588,8 +788,8 @@ export class JobEngine {
     return this.statusFromStore(record);
   }
 
-  /** Rebuilds the status of a job that is not in memory (it ended) from the store. */
   private async statusFromStore(record: JobRecord): Promise<JobStatus> {
+    const children = await this.deps.store.listJobs({ parentJobId: record.jobId });
     const base = {
       jobId: record.jobId,
       pipelineName: record.pipelineName,
@@ -600,6 +800,8 @@ export class JobEngine {
       started: record.started,
       ended: record.ended,
       tags: record.tags,
+      childJobIds: children.map((c) => c.jobId),
+      parentJobId: record.parentJobId,
     };
     if (record.nodes) {
       // The summary written when the job ended: the same figures its watchers saw last.
@@ -608,7 +810,8 @@ export class JobEngine {
       let finished = 0;
       for (const n of nodes) {
         known += Math.max(n.total, 1);
-        finished += n.state === PbNodeState.NODE_STATE_SKIPPED ? Math.max(n.total, 1) : n.succeeded + n.failed;
+        finished +=
+          n.state === PbNodeState.NODE_STATE_SKIPPED ? Math.max(n.total, 1) : n.succeeded + n.failed + n.skipped;
       }
       const progress = record.state === 'completed' ? 100 : Math.round((finished / Math.max(known, 1)) * 10000) / 100;
       return { ...base, progress, nodes };
@@ -617,17 +820,14 @@ export class JobEngine {
     const tasks = await this.deps.store.listTasks(record.jobId);
     const descriptorNodes =
       (record.descriptor['nodes'] as { nodeName: string; algorithmName: string }[] | undefined) ?? [];
-    const byNode = new Map<string, TaskRecord[]>();
-    for (const t of tasks) (byNode.get(t.nodeName) ?? byNode.set(t.nodeName, []).get(t.nodeName)!).push(t);
     const completed = record.state === 'completed';
     return {
       ...base,
       progress: completed ? 100 : 0,
       nodes: descriptorNodes.map((n): NodeStatus => {
-        const ts = byNode.get(n.nodeName) ?? [];
+        const ts = tasks.filter((t) => t.nodeName === n.nodeName);
         const failed = ts.filter((t) => t.state === 'failed');
-        const state: NodeState =
-          failed.length > 0 ? 'failed' : ts.length > 0 ? 'succeeded' : completed ? 'skipped' : 'stopped';
+        const state = failed.length > 0 ? 'failed' : ts.length > 0 ? 'succeeded' : completed ? 'skipped' : 'stopped';
         return {
           nodeName: n.nodeName,
           algorithmName: n.algorithmName,
@@ -637,6 +837,8 @@ export class JobEngine {
           active: 0,
           succeeded: ts.length - failed.length,
           failed: failed.length,
+          skipped: 0,
+          parents: [],
           batch: ts.some((t) => t.batchIndex >= 0),
           errors: failed.map((t) => ({
             taskId: t.taskId,
@@ -650,19 +852,28 @@ export class JobEngine {
     };
   }
 
-  /** The job's leaf outputs (HKube's result shape). Small stored results are inlined. */
+  /** The nodes whose outputs are the job's result: its output node, else its leaves. */
+  private resultNodes(record: JobRecord): { parsed: ParsedPipeline; names: Set<string> } {
+    const flow = decode(record.flowInput) as Record<string, unknown>;
+    const parsed = parsePipeline(
+      { ...(record.descriptor as unknown as Descriptor), flowInput: flow },
+      () => true,
+      (name) => this.pipelines.get(name),
+    );
+    const output = parsed.nodes.find((n) => n.kind === 'output');
+    return { parsed, names: new Set(output ? [output.nodeName] : parsed.leaves) };
+  }
+
+  /** The job's result: one entry per task of its output node or leaves (HKube's shape). Small stored results are inlined. */
   async result(jobId: string): Promise<{ state: JobState; error: string; results: LeafResult[] }> {
     const record = await this.deps.store.getJob(jobId);
     if (!record) throw notFound(`job ${jobId} not found`);
     const results: LeafResult[] = [];
     if (record.state === 'completed') {
-      const nodes = (record.descriptor['nodes'] as { nodeName: string; algorithmName: string }[]) ?? [];
-      const children = new Set<string>();
-      const flow = decode(record.flowInput) as Record<string, unknown>;
-      const parsed = parsePipeline({ ...(record.descriptor as unknown as Descriptor), flowInput: flow }, () => true);
-      for (const n of parsed.nodes) for (const p of n.parents) children.add(p);
-      const leaves = new Set(nodes.filter((n) => !children.has(n.nodeName)).map((n) => n.nodeName));
-      const tasks = (await this.deps.store.listTasks(jobId)).filter((t) => leaves.has(t.nodeName));
+      const { parsed, names } = this.resultNodes(record);
+      const tasks = (await this.deps.store.listTasks(jobId)).filter(
+        (t) => names.has(t.nodeName) && t.state === 'succeeded',
+      );
       tasks.sort(
         (a, b) =>
           parsed.byName.get(a.nodeName)!.index - parsed.byName.get(b.nodeName)!.index || a.batchIndex - b.batchIndex,
@@ -687,7 +898,53 @@ export class JobEngine {
     return { state: record.state, error: record.error, results };
   }
 
-  async list(filter: { pipelineName?: string; states?: JobState[]; limit?: number }): Promise<JobStatus[]> {
+  /** The result as webhook entries: values inline, large stored ones described (HKube's isBigData). */
+  private async resultEntries(jobId: string): Promise<ResultEntry[]> {
+    const { results } = await this.result(jobId);
+    return results.map((r) => {
+      const k = r.result?.kind;
+      if (k?.$case === 'ref') {
+        return {
+          nodeName: r.nodeName,
+          algorithmName: r.algorithmName,
+          batchIndex: r.batchIndex,
+          info: {
+            path: k.value.key,
+            size: k.value.size,
+            isBigData: true as const,
+            message: 'data too large for the webhook; fetch it with Jobs.DownloadResult',
+          },
+        };
+      }
+      return {
+        nodeName: r.nodeName,
+        algorithmName: r.algorithmName,
+        batchIndex: r.batchIndex,
+        result: k?.$case === 'inline' ? decode(k.value) : null,
+      };
+    });
+  }
+
+  /** Where one stored result of a job is, for streaming it out. */
+  async resultLocation(
+    jobId: string,
+    nodeName: string,
+    batchIndex: number,
+  ): Promise<{ key: string; size: number } | { inline: Buffer }> {
+    const record = await this.deps.store.getJob(jobId);
+    if (!record) throw notFound(`job ${jobId} not found`);
+    const tasks = (await this.deps.store.listTasks(jobId)).filter((t) => t.nodeName === nodeName);
+    if (tasks.length === 0) throw notFound(`job ${jobId} has no result for node "${nodeName}"`);
+    const t =
+      tasks.find((x) => x.batchIndex === batchIndex) ?? (tasks.length === 1 && batchIndex < 0 ? tasks[0] : undefined);
+    if (!t) throw notFound(`job ${jobId} has no result for node "${nodeName}" batch item ${batchIndex}`);
+    if (t.state !== 'succeeded')
+      throw failedPrecondition(`node "${nodeName}" item ${t.batchIndex} failed; it has no result`);
+    if (t.meta['expired']) throw failedPrecondition(`the result of node "${nodeName}" was deleted by retention`);
+    return t.resultKey ? { key: t.resultKey, size: t.resultSize } : { inline: t.resultInline ?? encode(null) };
+  }
+
+  async list(filter: JobFilter): Promise<JobStatus[]> {
     const records = await this.deps.store.listJobs({ limit: 100, ...filter });
     const out: JobStatus[] = [];
     for (const r of records) {
@@ -695,6 +952,40 @@ export class JobEngine {
       out.push(run ? run.status() : await this.statusFromStore(r));
     }
     return out;
+  }
+
+  /**
+   * Deletes what retention says is old: intermediate outputs of jobs that
+   * ended more than retainIntermediate ago, whole jobs (with their results)
+   * after retainJobs. HKube keeps results longer than intermediates too.
+   */
+  async collectGarbage(now = Date.now()): Promise<{ jobs: number; intermediates: number }> {
+    let jobs = 0;
+    let intermediates = 0;
+    for (const r of await this.deps.store.listJobs({ endedBefore: new Date(now - this.deps.config.retainJobsMs) })) {
+      await this.deps.blobs.deletePrefix(`jobs/${r.jobId}`);
+      await this.deps.store.deleteJob(r.jobId);
+      jobs++;
+    }
+    const old = await this.deps.store.listJobs({ endedBefore: new Date(now - this.deps.config.retainIntermediateMs) });
+    for (const r of old) {
+      let keep: Set<string>;
+      try {
+        keep = this.resultNodes(r).names;
+      } catch {
+        continue;
+      }
+      const tasks = await this.deps.store.listTasks(r.jobId);
+      const nodes = new Set(tasks.filter((t) => !keep.has(t.nodeName) && !t.meta['expired']).map((t) => t.nodeName));
+      for (const name of nodes) {
+        for (const t of tasks) {
+          if (t.nodeName === name && t.resultKey) await this.deps.blobs.deletePrefix(t.resultKey);
+        }
+        await this.deps.store.dropTaskResult(r.jobId, name);
+        intermediates++;
+      }
+    }
+    return { jobs, intermediates };
   }
 
   /**
@@ -710,7 +1001,7 @@ export class JobEngine {
     return () => run.watchers.delete(w);
   }
 
-  /** Jobs currently held in memory (pending or active). */
+  /** Jobs currently held in memory (pending, active or paused). */
   get activeCount(): number {
     return this.runs.size;
   }

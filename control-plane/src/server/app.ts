@@ -16,6 +16,9 @@ import {
 import { DEFAULT_DISPATCHER_CONFIG, Dispatcher, type DispatcherConfig } from '../dispatch/dispatcher.js';
 import { AlgorithmRegistry, parseMemory } from '../engine/algorithms.js';
 import { JobEngine } from '../engine/jobs.js';
+import { Triggers } from '../engine/triggers.js';
+import { Webhooks } from '../engine/webhooks.js';
+import type { Descriptor } from '../domain/pipeline.js';
 import { LocalExecutor } from '../executor/local.js';
 import { loadAlgorithmSpecs } from '../cli/files.js';
 import { SqliteStateStore } from '../store/sqlite.js';
@@ -39,6 +42,8 @@ export interface ControlPlaneConfig {
   resultInlineLimit: number;
   /** CPU cores and memory bytes workers may request in total. @default the machine's */
   capacity: { cpu?: number; memBytes?: number };
+  /** How long ended jobs keep their data: intermediates 5 days, jobs with results 20 days (HKube's). */
+  retention: { intermediateMs: number; jobsMs: number; intervalMs: number };
   log?: Logger;
 }
 
@@ -70,6 +75,17 @@ function dialAddress(host: string, port: number): string {
   return host.includes(':') && !host.startsWith('[') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
+const DAY = 24 * 60 * 60 * 1000;
+
+/** Reads a duration such as "90s", "30m", "12h", "5d" or plain milliseconds. */
+function duration(v: string | undefined, fallback: number, name: string): number {
+  if (v === undefined || v === '') return fallback;
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(v.trim());
+  if (!m) throw new Error(`${name}: "${v}" is not a duration (e.g. 90s, 30m, 12h, 5d)`);
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: DAY }[m[2] ?? 'ms'] ?? 1;
+  return Number(m[1]) * unit;
+}
+
 /** Defaults, overridden by WEFT_* environment variables. */
 export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ControlPlaneConfig {
   return {
@@ -87,6 +103,11 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ControlPlan
       startTimeoutMs: num(env['WEFT_START_TIMEOUT_MS'], DEFAULT_DISPATCHER_CONFIG.startTimeoutMs),
     },
     resultInlineLimit: num(env['WEFT_RESULT_INLINE_LIMIT'], 1024 * 1024),
+    retention: {
+      intermediateMs: duration(env['WEFT_RETAIN_INTERMEDIATE'], 5 * DAY, 'WEFT_RETAIN_INTERMEDIATE'),
+      jobsMs: duration(env['WEFT_RETAIN_JOBS'], 20 * DAY, 'WEFT_RETAIN_JOBS'),
+      intervalMs: duration(env['WEFT_RETENTION_INTERVAL'], 60 * 60 * 1000, 'WEFT_RETENTION_INTERVAL'),
+    },
     capacity: {
       ...(env['WEFT_CPUS'] ? { cpu: num(env['WEFT_CPUS'], 0) } : {}),
       ...(env['WEFT_MEMORY'] ? { memBytes: parseMemory(env['WEFT_MEMORY'], 'WEFT_MEMORY') } : {}),
@@ -114,21 +135,33 @@ export async function startControlPlane(config: ControlPlaneConfig): Promise<Con
     metrics,
     log,
   });
+  const webhooks = new Webhooks({ log });
   const engine = new JobEngine({
     store,
     dispatcher,
     blobs,
     algorithms,
+    webhooks,
     metrics,
     log,
-    config: { resultInlineLimit: config.resultInlineLimit },
+    config: {
+      resultInlineLimit: config.resultInlineLimit,
+      retainIntermediateMs: config.retention.intermediateMs,
+      retainJobsMs: config.retention.jobsMs,
+    },
   });
+  const triggers = new Triggers(engine, log);
+  for (const rec of await store.listPipelines()) {
+    const d = rec.descriptor as unknown as Descriptor;
+    engine.pipelineStored(rec.name, d);
+    triggers.sync(rec.name, d);
+  }
 
   const server = new Server({
     'grpc.max_receive_message_length': 256 * 1024 * 1024,
     'grpc.max_send_message_length': 256 * 1024 * 1024,
   });
-  const deps: HandlerDeps = { store, algorithms, engine, dispatcher, log };
+  const deps: HandlerDeps = { store, blobs, triggers, algorithms, engine, dispatcher, log };
   server.addService(AlgorithmStoreService, algorithmStore(deps));
   server.addService(PipelineStoreService, pipelineStore(deps));
   server.addService(JobsService, jobs(deps));
@@ -147,11 +180,14 @@ export async function startControlPlane(config: ControlPlaneConfig): Promise<Con
 
   let metricsServer: HttpServer | undefined;
   let metricsPort: number | undefined;
+  let gcTimer: NodeJS.Timeout | undefined;
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> =>
     (closing ??= (async () => {
       log.info('control plane shutting down');
       for (const s of ['', ...services]) health.setStatus(s, 'NOT_SERVING');
+      if (gcTimer) clearInterval(gcTimer);
+      triggers.stop();
       await dispatcher.shutdown();
       await executor.shutdown();
       await new Promise<void>((res) => {
@@ -165,6 +201,7 @@ export async function startControlPlane(config: ControlPlaneConfig): Promise<Con
         });
       });
       await new Promise<void>((res) => (metricsServer ? metricsServer.close(() => res()) : res()));
+      await webhooks.close(2000);
       await store.close();
       log.info('control plane stopped');
     })());
@@ -213,6 +250,17 @@ export async function startControlPlane(config: ControlPlaneConfig): Promise<Con
       if ((algorithms.get(rec.name)?.minHotWorkers ?? 0) > 0) dispatcher.ensureHot(rec.name);
     }
     const resumed = await engine.recover();
+    const collect = (): void => {
+      engine.collectGarbage().then(
+        (n) =>
+          (n.jobs || n.intermediates) &&
+          log.info('retention', { deletedJobs: n.jobs, deletedIntermediates: n.intermediates }),
+        (err: unknown) => log.warn('retention failed', { err }),
+      );
+    };
+    collect();
+    gcTimer = setInterval(collect, config.retention.intervalMs);
+    gcTimer.unref();
     log.info('control plane serving', {
       address: `${config.host}:${port}`,
       dataDir,

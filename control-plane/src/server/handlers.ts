@@ -12,6 +12,8 @@ import {
   JobState as PbJobState,
   PipelineDescriptor,
   type AlgorithmStoreServer,
+  type DataChunk,
+  type DownloadResultRequest,
   type JobEvent,
   type JobsServer,
   type PipelineStoreServer,
@@ -24,7 +26,9 @@ import type { Dispatcher } from '../dispatch/dispatcher.js';
 import type { Descriptor } from '../domain/pipeline.js';
 import type { AlgorithmRegistry } from '../engine/algorithms.js';
 import type { JobEngine } from '../engine/jobs.js';
-import type { JobState, PipelineRecord, StateStore } from '../store/port.js';
+import type { JobFilter, JobState, PipelineRecord, StateStore } from '../store/port.js';
+import type { Triggers } from '../engine/triggers.js';
+import type { BlobStore } from '@weft/common';
 
 /**
  * Wraps a unary implementation: every failure becomes a WeftError-mapped
@@ -44,18 +48,15 @@ function unary<Req, Res>(log: Logger, name: string, fn: (req: Req) => Promise<Re
   };
 }
 
+/**
+ * The descriptor in HKube's JSON form (the message's JSON names are HKube's),
+ * which is what the domain parser validates.
+ */
 function pipelineToDescriptor(p: PipelineDescriptor | undefined, field = 'pipeline'): Descriptor {
   if (!p) throw invalid(field, 'is required');
-  return {
-    name: p.name,
-    nodes: p.nodes.map((n) => ({
-      nodeName: n.nodeName,
-      algorithmName: n.algorithmName,
-      input: n.input ?? [],
-      kind: n.kind || 'algorithm',
-    })),
-    flowInput: p.flowInput ?? {},
-  };
+  const d = PipelineDescriptor.toJSON(p) as Descriptor;
+  d.nodes = (d.nodes ?? []).map((n) => ({ ...n, input: n.input ?? [] }));
+  return d;
 }
 
 function flowInputOverride(msgpack: Buffer, field: string): Record<string, unknown> | undefined {
@@ -80,10 +81,13 @@ const PB_TO_STATE: Partial<Record<PbJobState, JobState>> = {
   [PbJobState.JOB_STATE_COMPLETED]: 'completed',
   [PbJobState.JOB_STATE_FAILED]: 'failed',
   [PbJobState.JOB_STATE_STOPPED]: 'stopped',
+  [PbJobState.JOB_STATE_PAUSED]: 'paused',
 };
 
 export interface HandlerDeps {
   store: StateStore;
+  blobs: BlobStore;
+  triggers: Triggers;
   algorithms: AlgorithmRegistry;
   engine: JobEngine;
   dispatcher: Dispatcher;
@@ -131,9 +135,10 @@ export function pipelineStore(d: HandlerDeps): PipelineStoreServer & UntypedServ
     store: unary(d.log, 'PipelineStore.Store', async (req) => {
       const desc = pipelineToDescriptor(req.pipeline);
       d.engine.validate(desc);
-      return storedPipeline(
-        await d.store.putPipeline(desc.name, PipelineDescriptor.toJSON(req.pipeline!) as Record<string, unknown>),
-      );
+      const rec = await d.store.putPipeline(desc.name, desc as unknown as Record<string, unknown>);
+      d.engine.pipelineStored(desc.name, desc);
+      d.triggers.sync(desc.name, desc);
+      return storedPipeline(rec);
     }),
     get: unary(d.log, 'PipelineStore.Get', async (req) => {
       const rec = await d.store.getPipeline(req.name);
@@ -145,6 +150,8 @@ export function pipelineStore(d: HandlerDeps): PipelineStoreServer & UntypedServ
     })),
     delete: unary(d.log, 'PipelineStore.Delete', async (req) => {
       if (!(await d.store.getPipeline(req.name))) throw notFound(`pipeline "${req.name}" not found`);
+      d.engine.pipelineStored(req.name, undefined);
+      d.triggers.sync(req.name, undefined);
       return { deleted: await d.store.deletePipeline(req.name) };
     }),
   };
@@ -156,20 +163,43 @@ export function jobs(d: HandlerDeps): JobsServer & UntypedServiceImplementation 
       const desc = pipelineToDescriptor(req.pipeline);
       const override = flowInputOverride(req.flowInputMsgpack, 'flowInputMsgpack');
       if (override) desc.flowInput = override;
-      const jobId = await d.engine.exec(desc, { priority: req.pipeline!.priority, tags: req.pipeline!.tags });
-      return { jobId };
+      return { jobId: await d.engine.exec(desc) };
     }),
     execStored: unary(d.log, 'Jobs.ExecStored', async (req) => {
       if (!req.name) throw invalid('name', 'is required');
-      const rec = await d.store.getPipeline(req.name);
-      if (!rec) throw notFound(`pipeline "${req.name}" not found`);
-      const pipeline = PipelineDescriptor.fromJSON(rec.descriptor);
-      const desc = pipelineToDescriptor(pipeline);
       const override = flowInputOverride(req.flowInputMsgpack, 'flowInputMsgpack') ?? req.flowInput;
-      if (override) desc.flowInput = override;
-      const jobId = await d.engine.exec(desc, { priority: pipeline.priority, tags: pipeline.tags });
-      return { jobId };
+      return { jobId: await d.engine.execStored(req.name, override) };
     }),
+    pause: unary(d.log, 'Jobs.Pause', (req) => d.engine.pause(req.jobId)),
+    resume: unary(d.log, 'Jobs.Resume', (req) => d.engine.resume(req.jobId)),
+    rerun: unary(d.log, 'Jobs.Rerun', async (req) => ({ jobId: await d.engine.rerun(req.jobId) })),
+    runFromNode: unary(d.log, 'Jobs.RunFromNode', async (req) => {
+      if (!req.nodeName) throw invalid('nodeName', 'is required');
+      return { jobId: await d.engine.runFromNode(req.jobId, req.nodeName) };
+    }),
+    downloadResult: (call: ServerWritableStream<DownloadResultRequest, DataChunk>): void => {
+      const { jobId, nodeName, batchIndex } = call.request;
+      void (async () => {
+        const where = await d.engine.resultLocation(jobId, nodeName, batchIndex);
+        if ('inline' in where) {
+          call.write({ data: where.inline, size: where.inline.byteLength });
+        } else {
+          // Chunk by chunk, honouring backpressure: the control plane never
+          // holds a large result in memory.
+          let first = true;
+          for await (const chunk of d.blobs.read(where.key)) {
+            const ok = call.write({ data: Buffer.from(chunk), size: first ? where.size : 0 });
+            first = false;
+            if (!ok) await new Promise((r) => call.once('drain', r));
+            if (call.cancelled) return;
+          }
+        }
+        call.end();
+      })().catch((err: unknown) => {
+        const se = toServiceError(err);
+        call.emit('error', Object.assign(new Error(se.details), se));
+      });
+    },
     getStatus: unary(d.log, 'Jobs.GetStatus', (req) => d.engine.status(req.jobId)),
     getResult: unary(d.log, 'Jobs.GetResult', async (req) => {
       const r = await d.engine.result(req.jobId);
@@ -179,10 +209,13 @@ export function jobs(d: HandlerDeps): JobsServer & UntypedServiceImplementation 
     stop: unary(d.log, 'Jobs.Stop', (req) => d.engine.stop(req.jobId, req.reason)),
     list: unary(d.log, 'Jobs.List', async (req) => {
       const state = PB_TO_STATE[req.state];
-      const filter: { pipelineName?: string; states?: JobState[]; limit?: number } = {};
+      const filter: JobFilter = {};
       if (req.pipelineName) filter.pipelineName = req.pipelineName;
       if (state) filter.states = [state];
       if (req.limit) filter.limit = req.limit;
+      if (req.tag) filter.tag = req.tag;
+      if (req.from) filter.from = req.from;
+      if (req.to) filter.to = req.to;
       return { jobs: await d.engine.list(filter) };
     }),
     watch: (call: ServerWritableStream<{ jobId: string }, JobEvent>): void => {

@@ -5,7 +5,7 @@
  */
 
 /** Job states, as stored. */
-export type JobState = 'pending' | 'active' | 'completed' | 'failed' | 'stopped';
+export type JobState = 'pending' | 'active' | 'paused' | 'completed' | 'failed' | 'stopped';
 
 export const FINAL_JOB_STATES: ReadonlySet<JobState> = new Set(['completed', 'failed', 'stopped']);
 
@@ -45,6 +45,8 @@ export interface JobRecord {
    * that never ran.
    */
   nodes: Record<string, unknown>[] | undefined;
+  /** The job this one came from: the algorithm that started it, or the job it reruns. */
+  parentJobId: string;
 }
 
 /** A stored task outcome; one per (job, node, batch index), written once. */
@@ -73,6 +75,14 @@ export interface JobFilter {
   pipelineName?: string;
   states?: JobState[];
   limit?: number;
+  tag?: string;
+  /** Created at or after. */
+  from?: Date;
+  /** Created before. */
+  to?: Date;
+  parentJobId?: string;
+  /** Ended before this (for retention). */
+  endedBefore?: Date;
 }
 
 export interface StateStore {
@@ -97,6 +107,10 @@ export interface StateStore {
   /** Records a task outcome. Returns false when that task was already recorded (the first record wins). */
   recordTask(task: TaskRecord): Promise<boolean>;
   listTasks(jobId: string): Promise<TaskRecord[]>;
+  /** Forgets a job and its task records (retention). */
+  deleteJob(jobId: string): Promise<void>;
+  /** Marks a task's stored result as deleted (retention of intermediate results). */
+  dropTaskResult(jobId: string, nodeName: string): Promise<void>;
 
   close(): Promise<void>;
 }

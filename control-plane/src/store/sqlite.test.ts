@@ -30,6 +30,8 @@ const job = (jobId: string, over: Partial<JobRecord> = {}): JobRecord => ({
   created: new Date(1000),
   started: undefined,
   ended: undefined,
+  nodes: undefined,
+  parentJobId: '',
   ...over,
 });
 
@@ -79,6 +81,32 @@ describe('SqliteStateStore', () => {
     expect((await store.listJobs({ states: ['pending'] })).map((j) => j.jobId)).toEqual(['j2']);
     expect((await store.listJobs({ pipelineName: 'p' })).map((j) => j.jobId)).toEqual(['j1']);
     expect(await store.listJobs({ limit: 1 })).toHaveLength(1);
+  });
+
+  it('filters by tag, creation time, parent and end time; keeps node summaries', async () => {
+    await store.createJob(job('a', { tags: ['nightly', 'x'], created: new Date(1000) }));
+    await store.createJob(job('b', { tags: ['weekly'], created: new Date(5000), parentJobId: 'a' }));
+    await store.updateJob('a', { state: 'completed', ended: new Date(2000), nodes: [{ nodeName: 'N', total: 3 }] });
+    expect((await store.listJobs({ tag: 'nightly' })).map((j) => j.jobId)).toEqual(['a']);
+    expect((await store.listJobs({ tag: 'night' })).map((j) => j.jobId)).toEqual([]);
+    expect((await store.listJobs({ from: new Date(2000) })).map((j) => j.jobId)).toEqual(['b']);
+    expect((await store.listJobs({ to: new Date(2000) })).map((j) => j.jobId)).toEqual(['a']);
+    expect((await store.listJobs({ parentJobId: 'a' })).map((j) => j.jobId)).toEqual(['b']);
+    expect((await store.listJobs({ endedBefore: new Date(3000) })).map((j) => j.jobId)).toEqual(['a']);
+    expect((await store.getJob('a'))?.nodes).toEqual([{ nodeName: 'N', total: 3 }]);
+    expect((await store.getJob('b'))?.parentJobId).toBe('a');
+  });
+
+  it('drops stored results and deletes jobs for retention', async () => {
+    await store.createJob(job('j1'));
+    await store.recordTask(task(0, { resultInline: undefined, resultKey: 'jobs/j1/0/0', resultSize: 9 }));
+    await store.dropTaskResult('j1', 'A');
+    const [t] = await store.listTasks('j1');
+    expect(t?.resultKey).toBeUndefined();
+    expect(t?.meta).toHaveProperty('expired');
+    await store.deleteJob('j1');
+    expect(await store.getJob('j1')).toBeUndefined();
+    expect(await store.listTasks('j1')).toEqual([]);
   });
 
   it('records each task once: the first record wins, even within one batch', async () => {

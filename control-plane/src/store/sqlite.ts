@@ -38,7 +38,8 @@ CREATE TABLE IF NOT EXISTS jobs (
   created INTEGER NOT NULL,
   started INTEGER,
   ended INTEGER,
-  nodes TEXT
+  nodes TEXT,
+  parent_job_id TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state);
 CREATE INDEX IF NOT EXISTS jobs_pipeline ON jobs (pipeline_name, created);
@@ -73,6 +74,7 @@ interface JobRow {
   started: number | null;
   ended: number | null;
   nodes: string | null;
+  parent_job_id: string;
 }
 
 interface TaskRow {
@@ -125,6 +127,7 @@ function jobFromRow(r: JobRow): JobRecord {
     started: toDate(r.started),
     ended: toDate(r.ended),
     nodes: r.nodes === null ? undefined : (JSON.parse(r.nodes) as Record<string, unknown>[]),
+    parentJobId: r.parent_job_id,
   };
 }
 
@@ -170,6 +173,9 @@ export class SqliteStateStore implements StateStore {
     // Data directories made before jobs.nodes existed.
     const columns = this.db.prepare(`PRAGMA table_info(jobs)`).all() as { name: string }[];
     if (!columns.some((c) => c.name === 'nodes')) this.db.exec(`ALTER TABLE jobs ADD COLUMN nodes TEXT`);
+    if (!columns.some((c) => c.name === 'parent_job_id')) {
+      this.db.exec(`ALTER TABLE jobs ADD COLUMN parent_job_id TEXT NOT NULL DEFAULT ''`);
+    }
     const db = this.db;
     this.stmts = {
       putAlgorithm: db.prepare(
@@ -187,8 +193,8 @@ export class SqliteStateStore implements StateStore {
       listPipelines: db.prepare(`SELECT * FROM pipelines ORDER BY name`),
       deletePipeline: db.prepare(`DELETE FROM pipelines WHERE name = ?`),
       createJob: db.prepare(
-        `INSERT INTO jobs (job_id, pipeline_name, descriptor, flow_input, state, priority, tags, error, created, started, ended, nodes)
-         VALUES (@job_id, @pipeline_name, @descriptor, @flow_input, @state, @priority, @tags, @error, @created, @started, @ended, @nodes)`,
+        `INSERT INTO jobs (job_id, pipeline_name, descriptor, flow_input, state, priority, tags, error, created, started, ended, nodes, parent_job_id)
+         VALUES (@job_id, @pipeline_name, @descriptor, @flow_input, @state, @priority, @tags, @error, @created, @started, @ended, @nodes, @parent_job_id)`,
       ),
       getJob: db.prepare(`SELECT * FROM jobs WHERE job_id = ?`),
       recordTask: db.prepare(
@@ -289,6 +295,7 @@ export class SqliteStateStore implements StateStore {
       started: job.started?.getTime() ?? null,
       ended: job.ended?.getTime() ?? null,
       nodes: job.nodes === undefined ? null : JSON.stringify(job.nodes),
+      parent_job_id: job.parentJobId,
     });
     return Promise.resolve();
   }
@@ -323,6 +330,27 @@ export class SqliteStateStore implements StateStore {
     if (filter.pipelineName) {
       where.push('pipeline_name = ?');
       args.push(filter.pipelineName);
+    }
+    if (filter.tag) {
+      // Tags are stored as a JSON array of strings; match the quoted element.
+      where.push(`tags LIKE ?`);
+      args.push(`%${JSON.stringify(filter.tag).replace(/[%_]/g, '')}%`);
+    }
+    if (filter.from) {
+      where.push('created >= ?');
+      args.push(filter.from.getTime());
+    }
+    if (filter.to) {
+      where.push('created < ?');
+      args.push(filter.to.getTime());
+    }
+    if (filter.parentJobId) {
+      where.push('parent_job_id = ?');
+      args.push(filter.parentJobId);
+    }
+    if (filter.endedBefore) {
+      where.push('ended IS NOT NULL AND ended < ?');
+      args.push(filter.endedBefore.getTime());
     }
     if (filter.states && filter.states.length > 0) {
       where.push(`state IN (${filter.states.map(() => '?').join(', ')})`);
@@ -369,6 +397,25 @@ export class SqliteStateStore implements StateStore {
 
   listTasks(jobId: string): Promise<TaskRecord[]> {
     return Promise.resolve((this.stmts.listTasks.all(jobId) as TaskRow[]).map(taskFromRow));
+  }
+
+  deleteJob(jobId: string): Promise<void> {
+    this.flushTasks();
+    this.db.transaction(() => {
+      this.db.prepare(`DELETE FROM tasks WHERE job_id = ?`).run(jobId);
+      this.db.prepare(`DELETE FROM jobs WHERE job_id = ?`).run(jobId);
+    })();
+    return Promise.resolve();
+  }
+
+  dropTaskResult(jobId: string, nodeName: string): Promise<void> {
+    this.flushTasks();
+    this.db
+      .prepare(
+        `UPDATE tasks SET result_key = NULL, result_inline = NULL, meta = '{"expired":{"type":"expired","size":0}}' WHERE job_id = ? AND node_name = ?`,
+      )
+      .run(jobId, nodeName);
+    return Promise.resolve();
   }
 
   close(): Promise<void> {

@@ -1,8 +1,19 @@
-import { JobState, JobStatus, ListJobsResponse, type ExecResponse, type JobEvent, type JobResult } from '@weft/proto';
+import {
+  JobState,
+  type DataChunk,
+  type ExecResponse,
+  type JobEvent,
+  type JobResult,
+  type JobStatus,
+  type ListJobsResponse,
+} from '@weft/proto';
+import { parseTime } from '../args.js';
 import { unary } from '../client.js';
 import { arg, noneFound, printLines, warn, type Context } from '../context.js';
+import { downloadResults, type OpenDownload, type WrittenFile } from '../download.js';
 import { CliError, UsageError } from '../errors.js';
 import { flowInputFields, isMapping, loadFlowInput, loadPipelines } from '../files.js';
+import { graphJson, graphLines } from '../graph.js';
 import {
   formatJson,
   formatPercent,
@@ -11,9 +22,12 @@ import {
   isFinalState,
   jobResultJson,
   jobStateName,
+  jobStatusJson,
+  leafLabel,
   parseJobState,
   resultLines,
   statusLines,
+  type Json,
 } from '../output.js';
 import { JobProgress, ProgressReporter, renderProgressLine } from '../progress.js';
 import { rejectedAs, required } from './shared.js';
@@ -84,23 +98,94 @@ async function started(ctx: Context, jobId: string): Promise<number> {
 export async function execStatus(ctx: Context): Promise<number> {
   const jobId = arg(ctx, 0);
   const status = await unary<JobStatus>((cb) => ctx.clients.jobs.getStatus({ jobId }, cb));
-  if (ctx.output === 'json') ctx.io.stdout.write(formatJson(JobStatus.toJSON(status)));
+  if (ctx.output === 'json') ctx.io.stdout.write(formatJson(jobStatusJson(status)));
   else printLines(ctx, statusLines(status));
   return status.state === JobState.JOB_STATE_COMPLETED ? 0 : 1;
 }
 
-/** `weft exec result JOB`. Exits 0 only if the job completed. */
+/** `weft exec result JOB [--download DIR]`. Exits 0 only if the job completed. */
 export async function execResult(ctx: Context): Promise<number> {
   const jobId = arg(ctx, 0);
   const result = await unary<JobResult>((cb) => ctx.clients.jobs.getResult({ jobId }, cb));
-  return printResult(ctx, result, jobId);
+  if (ctx.flags.download === undefined) return printResult(ctx, result, jobId);
+
+  // grpc-js streams are object-mode Readables; their iterator is typed any.
+  const open: OpenDownload = (leaf) =>
+    ctx.clients.jobs.downloadResult({
+      jobId,
+      nodeName: leaf.nodeName,
+      batchIndex: leaf.batchIndex,
+    }) as AsyncIterable<DataChunk>;
+  const written = await downloadResults(ctx.flags.download, result.results, open, {
+    // Text reports each file as it lands, so a failure halfway shows what was written.
+    written: (file) => {
+      if (ctx.output === 'text') printLines(ctx, [`${file.file}  ${file.bytes} bytes`]);
+    },
+    skipped: (leaf) => warn(ctx, `${leafLabel(leaf)} has no result; nothing written`),
+  });
+  if (ctx.output === 'json') ctx.io.stdout.write(formatJson(written.map(writtenJson)));
+  return reportIncomplete(ctx, result, jobId);
+}
+
+function writtenJson(file: WrittenFile): Json {
+  const out: { [key: string]: Json } = { nodeName: file.nodeName };
+  if (file.batchIndex >= 0) out['batchIndex'] = file.batchIndex;
+  out['file'] = file.file;
+  out['bytes'] = file.bytes;
+  out['format'] = file.binary ? 'bin' : 'msgpack';
+  return out;
+}
+
+/** `weft exec graph JOB`: the job's nodes in topological order, each below a parent. */
+export async function execGraph(ctx: Context): Promise<number> {
+  const jobId = arg(ctx, 0);
+  const status = await unary<JobStatus>((cb) => ctx.clients.jobs.getStatus({ jobId }, cb));
+  if (ctx.output === 'json') ctx.io.stdout.write(formatJson(graphJson(status.nodes)));
+  else if (status.nodes.length === 0) noneFound(ctx, 'nodes');
+  else printLines(ctx, graphLines(status.nodes));
+  return 0;
+}
+
+/** `weft exec pause JOB`. */
+export async function execPause(ctx: Context): Promise<number> {
+  const jobId = arg(ctx, 0);
+  const status = await unary<JobStatus>((cb) => ctx.clients.jobs.pause({ jobId }, cb));
+  if (ctx.output === 'json') ctx.io.stdout.write(formatJson(jobStatusJson(status)));
+  else printLines(ctx, [`job ${jobId} ${jobStateName(status.state)}`]);
+  return 0;
+}
+
+/** `weft exec resume JOB`. */
+export async function execResume(ctx: Context): Promise<number> {
+  const jobId = arg(ctx, 0);
+  const status = await unary<JobStatus>((cb) => ctx.clients.jobs.resume({ jobId }, cb));
+  if (ctx.output === 'json') ctx.io.stdout.write(formatJson(jobStatusJson(status)));
+  else if (status.state === JobState.JOB_STATE_PAUSED || isFinalState(status.state)) {
+    printLines(ctx, [`job ${jobId} ${jobStateName(status.state)}`]);
+  } else printLines(ctx, [`job ${jobId} resumed (${jobStateName(status.state)})`]);
+  return 0;
+}
+
+/** `weft exec rerun JOB [--wait]`: the job's pipeline and flowInput again, as a new job. */
+export async function execRerun(ctx: Context): Promise<number> {
+  const jobId = arg(ctx, 0);
+  const res = await unary<ExecResponse>((cb) => ctx.clients.jobs.rerun({ jobId }, cb));
+  return started(ctx, res.jobId);
+}
+
+/** `weft exec from-node JOB NODE [--wait]`: NODE and everything after it, as a new job. */
+export async function execFromNode(ctx: Context): Promise<number> {
+  const jobId = arg(ctx, 0);
+  const nodeName = arg(ctx, 1);
+  const res = await unary<ExecResponse>((cb) => ctx.clients.jobs.runFromNode({ jobId, nodeName }, cb));
+  return started(ctx, res.jobId);
 }
 
 /** `weft exec stop JOB [--reason R]`. */
 export async function execStop(ctx: Context): Promise<number> {
   const jobId = arg(ctx, 0);
   const status = await unary<JobStatus>((cb) => ctx.clients.jobs.stop({ jobId, reason: ctx.flags.reason ?? '' }, cb));
-  if (ctx.output === 'json') ctx.io.stdout.write(formatJson(JobStatus.toJSON(status)));
+  if (ctx.output === 'json') ctx.io.stdout.write(formatJson(jobStatusJson(status)));
   else printLines(ctx, [`job ${jobId} ${isFinalState(status.state) ? jobStateName(status.state) : 'stopping'}`]);
   return 0;
 }
@@ -110,21 +195,32 @@ export async function execWatch(ctx: Context): Promise<number> {
   return watchAndPrint(ctx, arg(ctx, 0));
 }
 
-/** `weft exec ls [--pipeline NAME] [--status STATE]`. */
+/** `weft exec ls [--pipeline NAME] [--status STATE] [--tag TAG] [--from TIME] [--to TIME]`. */
 export async function execList(ctx: Context): Promise<number> {
   let state = JobState.JOB_STATE_UNSPECIFIED;
   if (ctx.flags.status !== undefined) {
     const parsed = parseJobState(ctx.flags.status);
     if (parsed === undefined) {
-      throw new UsageError(`unknown state "${ctx.flags.status}"; use pending, active, completed, failed or stopped`);
+      throw new UsageError(
+        `unknown state "${ctx.flags.status}"; use pending, active, paused, completed, failed or stopped`,
+      );
     }
     state = parsed;
   }
+  const now = new Date();
+  const from = parseTime('from', ctx.flags.from, now);
+  const to = parseTime('to', ctx.flags.to, now);
+  if (from && to && from.getTime() > to.getTime()) {
+    throw new UsageError(`--from (${from.toISOString()}) is after --to (${to.toISOString()})`);
+  }
   const res = await unary<ListJobsResponse>((cb) =>
-    ctx.clients.jobs.list({ pipelineName: ctx.flags.pipeline ?? '', state, limit: 0 }, cb),
+    ctx.clients.jobs.list(
+      { pipelineName: ctx.flags.pipeline ?? '', state, limit: 0, tag: ctx.flags.tag ?? '', from, to },
+      cb,
+    ),
   );
   if (ctx.output === 'json') {
-    ctx.io.stdout.write(formatJson(ListJobsResponse.toJSON(res)));
+    ctx.io.stdout.write(formatJson({ jobs: res.jobs.map(jobStatusJson) }));
     return 0;
   }
   if (res.jobs.length === 0) {
@@ -187,17 +283,19 @@ async function follow(ctx: Context, jobId: string): Promise<void> {
  * text mode why the job did not complete on stderr. Returns the exit code.
  */
 export function printResult(ctx: Context, result: JobResult, jobId: string): number {
-  const completed = result.state === JobState.JOB_STATE_COMPLETED;
-  if (ctx.output === 'json') {
-    ctx.io.stdout.write(formatJson(jobResultJson(result, jobId)));
-    return completed ? 0 : 1;
-  }
-  printLines(ctx, resultLines(result.results));
-  if (!completed) {
+  if (ctx.output === 'json') ctx.io.stdout.write(formatJson(jobResultJson(result, jobId)));
+  else printLines(ctx, resultLines(result.results));
+  return reportIncomplete(ctx, result, jobId);
+}
+
+/** In text mode, says on stderr why the job did not complete. Returns the exit code. */
+function reportIncomplete(ctx: Context, result: JobResult, jobId: string): number {
+  if (result.state === JobState.JOB_STATE_COMPLETED) return 0;
+  if (ctx.output === 'text') {
     const state = jobStateName(result.state);
     const ended = isFinalState(result.state);
     const why = result.error ? `: ${result.error}` : '';
     ctx.io.stderr.write(`weft: job ${jobId} ${ended ? state : `is still ${state}`}${why}\n`);
   }
-  return completed ? 0 : 1;
+  return 1;
 }

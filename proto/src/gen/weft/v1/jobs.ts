@@ -32,6 +32,7 @@ export enum JobState {
   JOB_STATE_COMPLETED = 3,
   JOB_STATE_FAILED = 4,
   JOB_STATE_STOPPED = 5,
+  JOB_STATE_PAUSED = 6,
   UNRECOGNIZED = -1,
 }
 
@@ -55,6 +56,9 @@ export function jobStateFromJSON(object: any): JobState {
     case 5:
     case "JOB_STATE_STOPPED":
       return JobState.JOB_STATE_STOPPED;
+    case 6:
+    case "JOB_STATE_PAUSED":
+      return JobState.JOB_STATE_PAUSED;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -76,6 +80,8 @@ export function jobStateToJSON(object: JobState): string {
       return "JOB_STATE_FAILED";
     case JobState.JOB_STATE_STOPPED:
       return "JOB_STATE_STOPPED";
+    case JobState.JOB_STATE_PAUSED:
+      return "JOB_STATE_PAUSED";
     case JobState.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -186,6 +192,10 @@ export interface NodeStatus {
   batch: boolean;
   /** Failures of this node's tasks, e.g. after the retry limit. */
   errors: TaskError[];
+  /** Batch items not run because the item they wait for (*@) failed. */
+  skipped: number;
+  /** Nodes whose output this node reads. */
+  parents: string[];
 }
 
 export interface TaskError {
@@ -211,6 +221,10 @@ export interface JobStatus {
   started?: Date | undefined;
   ended?: Date | undefined;
   tags: string[];
+  /** Jobs this job's algorithms started through the code API. */
+  childJobIds: string[];
+  /** Set on jobs started from algorithm code, and on reruns / runs from a node. */
+  parentJobId: string;
 }
 
 /** One output of a leaf task (HKube's result shape). */
@@ -234,6 +248,28 @@ export interface ListJobsRequest {
   pipelineName: string;
   state: JobState;
   limit: number;
+  tag: string;
+  /** Jobs created at or after `from` and before `to`. */
+  from?: Date | undefined;
+  to?: Date | undefined;
+}
+
+export interface RunFromNodeRequest {
+  jobId: string;
+  nodeName: string;
+}
+
+export interface DownloadResultRequest {
+  jobId: string;
+  nodeName: string;
+  /** -1 (or unset on a non-batch node) for the node's only result. */
+  batchIndex: number;
+}
+
+export interface DataChunk {
+  data: Buffer;
+  /** Total size of the stored result, in the first chunk. */
+  size: number;
 }
 
 export interface ListJobsResponse {
@@ -709,6 +745,8 @@ function createBaseNodeStatus(): NodeStatus {
     failed: 0,
     batch: false,
     errors: [],
+    skipped: 0,
+    parents: [],
   };
 }
 
@@ -743,6 +781,12 @@ export const NodeStatus: MessageFns<NodeStatus> = {
     }
     for (const v of message.errors) {
       TaskError.encode(v!, writer.uint32(82).fork()).join();
+    }
+    if (message.skipped !== 0) {
+      writer.uint32(88).uint32(message.skipped);
+    }
+    for (const v of message.parents) {
+      writer.uint32(98).string(v!);
     }
     return writer;
   },
@@ -840,6 +884,22 @@ export const NodeStatus: MessageFns<NodeStatus> = {
             message.errors.push(TaskError.decode(reader, reader.uint32()));
             continue;
           }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.skipped = reader.uint32();
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.parents.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -872,6 +932,8 @@ export const NodeStatus: MessageFns<NodeStatus> = {
       failed: isSet(object.failed) ? globalThis.Number(object.failed) : 0,
       batch: isSet(object.batch) ? globalThis.Boolean(object.batch) : false,
       errors: globalThis.Array.isArray(object?.errors) ? object.errors.map((e: any) => TaskError.fromJSON(e)) : [],
+      skipped: isSet(object.skipped) ? globalThis.Number(object.skipped) : 0,
+      parents: globalThis.Array.isArray(object?.parents) ? object.parents.map((e: any) => globalThis.String(e)) : [],
     };
   },
 
@@ -907,6 +969,12 @@ export const NodeStatus: MessageFns<NodeStatus> = {
     if (message.errors?.length) {
       obj.errors = message.errors.map((e) => TaskError.toJSON(e));
     }
+    if (message.skipped !== 0) {
+      obj.skipped = Math.round(message.skipped);
+    }
+    if (message.parents?.length) {
+      obj.parents = message.parents;
+    }
     return obj;
   },
 
@@ -925,6 +993,8 @@ export const NodeStatus: MessageFns<NodeStatus> = {
     message.failed = object.failed ?? 0;
     message.batch = object.batch ?? false;
     message.errors = object.errors?.map((e) => TaskError.fromPartial(e)) || [];
+    message.skipped = object.skipped ?? 0;
+    message.parents = object.parents?.map((e) => e) || [];
     return message;
   },
 };
@@ -1089,6 +1159,8 @@ function createBaseJobStatus(): JobStatus {
     started: undefined,
     ended: undefined,
     tags: [],
+    childJobIds: [],
+    parentJobId: "",
   };
 }
 
@@ -1126,6 +1198,12 @@ export const JobStatus: MessageFns<JobStatus> = {
     }
     for (const v of message.tags) {
       writer.uint32(90).string(v!);
+    }
+    for (const v of message.childJobIds) {
+      writer.uint32(98).string(v!);
+    }
+    if (message.parentJobId !== "") {
+      writer.uint32(106).string(message.parentJobId);
     }
     return writer;
   },
@@ -1231,6 +1309,22 @@ export const JobStatus: MessageFns<JobStatus> = {
             message.tags.push(reader.string());
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.childJobIds.push(reader.string());
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.parentJobId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1264,6 +1358,16 @@ export const JobStatus: MessageFns<JobStatus> = {
       started: isSet(object.started) ? fromJsonTimestamp(object.started) : undefined,
       ended: isSet(object.ended) ? fromJsonTimestamp(object.ended) : undefined,
       tags: globalThis.Array.isArray(object?.tags) ? object.tags.map((e: any) => globalThis.String(e)) : [],
+      childJobIds: globalThis.Array.isArray(object?.childJobIds)
+        ? object.childJobIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.child_job_ids)
+        ? object.child_job_ids.map((e: any) => globalThis.String(e))
+        : [],
+      parentJobId: isSet(object.parentJobId)
+        ? globalThis.String(object.parentJobId)
+        : isSet(object.parent_job_id)
+        ? globalThis.String(object.parent_job_id)
+        : "",
     };
   },
 
@@ -1302,6 +1406,12 @@ export const JobStatus: MessageFns<JobStatus> = {
     if (message.tags?.length) {
       obj.tags = message.tags;
     }
+    if (message.childJobIds?.length) {
+      obj.childJobIds = message.childJobIds;
+    }
+    if (message.parentJobId !== "") {
+      obj.parentJobId = message.parentJobId;
+    }
     return obj;
   },
 
@@ -1321,6 +1431,8 @@ export const JobStatus: MessageFns<JobStatus> = {
     message.started = object.started ?? undefined;
     message.ended = object.ended ?? undefined;
     message.tags = object.tags?.map((e) => e) || [];
+    message.childJobIds = object.childJobIds?.map((e) => e) || [];
+    message.parentJobId = object.parentJobId ?? "";
     return message;
   },
 };
@@ -1578,7 +1690,7 @@ export const JobResult: MessageFns<JobResult> = {
 };
 
 function createBaseListJobsRequest(): ListJobsRequest {
-  return { pipelineName: "", state: 0, limit: 0 };
+  return { pipelineName: "", state: 0, limit: 0, tag: "", from: undefined, to: undefined };
 }
 
 export const ListJobsRequest: MessageFns<ListJobsRequest> = {
@@ -1591,6 +1703,15 @@ export const ListJobsRequest: MessageFns<ListJobsRequest> = {
     }
     if (message.limit !== 0) {
       writer.uint32(24).uint32(message.limit);
+    }
+    if (message.tag !== "") {
+      writer.uint32(34).string(message.tag);
+    }
+    if (message.from !== undefined) {
+      Timestamp.encode(toTimestamp(message.from), writer.uint32(42).fork()).join();
+    }
+    if (message.to !== undefined) {
+      Timestamp.encode(toTimestamp(message.to), writer.uint32(50).fork()).join();
     }
     return writer;
   },
@@ -1632,6 +1753,30 @@ export const ListJobsRequest: MessageFns<ListJobsRequest> = {
             message.limit = reader.uint32();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.tag = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.from = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.to = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1653,6 +1798,9 @@ export const ListJobsRequest: MessageFns<ListJobsRequest> = {
         : "",
       state: isSet(object.state) ? jobStateFromJSON(object.state) : 0,
       limit: isSet(object.limit) ? globalThis.Number(object.limit) : 0,
+      tag: isSet(object.tag) ? globalThis.String(object.tag) : "",
+      from: isSet(object.from) ? fromJsonTimestamp(object.from) : undefined,
+      to: isSet(object.to) ? fromJsonTimestamp(object.to) : undefined,
     };
   },
 
@@ -1667,6 +1815,15 @@ export const ListJobsRequest: MessageFns<ListJobsRequest> = {
     if (message.limit !== 0) {
       obj.limit = Math.round(message.limit);
     }
+    if (message.tag !== "") {
+      obj.tag = message.tag;
+    }
+    if (message.from !== undefined) {
+      obj.from = message.from.toISOString();
+    }
+    if (message.to !== undefined) {
+      obj.to = message.to.toISOString();
+    }
     return obj;
   },
 
@@ -1678,6 +1835,300 @@ export const ListJobsRequest: MessageFns<ListJobsRequest> = {
     message.pipelineName = object.pipelineName ?? "";
     message.state = object.state ?? 0;
     message.limit = object.limit ?? 0;
+    message.tag = object.tag ?? "";
+    message.from = object.from ?? undefined;
+    message.to = object.to ?? undefined;
+    return message;
+  },
+};
+
+function createBaseRunFromNodeRequest(): RunFromNodeRequest {
+  return { jobId: "", nodeName: "" };
+}
+
+export const RunFromNodeRequest: MessageFns<RunFromNodeRequest> = {
+  encode(message: RunFromNodeRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.jobId !== "") {
+      writer.uint32(10).string(message.jobId);
+    }
+    if (message.nodeName !== "") {
+      writer.uint32(18).string(message.nodeName);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RunFromNodeRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRunFromNodeRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.jobId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nodeName = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RunFromNodeRequest {
+    return {
+      jobId: isSet(object.jobId)
+        ? globalThis.String(object.jobId)
+        : isSet(object.job_id)
+        ? globalThis.String(object.job_id)
+        : "",
+      nodeName: isSet(object.nodeName)
+        ? globalThis.String(object.nodeName)
+        : isSet(object.node_name)
+        ? globalThis.String(object.node_name)
+        : "",
+    };
+  },
+
+  toJSON(message: RunFromNodeRequest): unknown {
+    const obj: any = {};
+    if (message.jobId !== "") {
+      obj.jobId = message.jobId;
+    }
+    if (message.nodeName !== "") {
+      obj.nodeName = message.nodeName;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RunFromNodeRequest>, I>>(base?: I): RunFromNodeRequest {
+    return RunFromNodeRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RunFromNodeRequest>, I>>(object: I): RunFromNodeRequest {
+    const message = createBaseRunFromNodeRequest();
+    message.jobId = object.jobId ?? "";
+    message.nodeName = object.nodeName ?? "";
+    return message;
+  },
+};
+
+function createBaseDownloadResultRequest(): DownloadResultRequest {
+  return { jobId: "", nodeName: "", batchIndex: 0 };
+}
+
+export const DownloadResultRequest: MessageFns<DownloadResultRequest> = {
+  encode(message: DownloadResultRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.jobId !== "") {
+      writer.uint32(10).string(message.jobId);
+    }
+    if (message.nodeName !== "") {
+      writer.uint32(18).string(message.nodeName);
+    }
+    if (message.batchIndex !== 0) {
+      writer.uint32(24).int32(message.batchIndex);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DownloadResultRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDownloadResultRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.jobId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nodeName = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.batchIndex = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DownloadResultRequest {
+    return {
+      jobId: isSet(object.jobId)
+        ? globalThis.String(object.jobId)
+        : isSet(object.job_id)
+        ? globalThis.String(object.job_id)
+        : "",
+      nodeName: isSet(object.nodeName)
+        ? globalThis.String(object.nodeName)
+        : isSet(object.node_name)
+        ? globalThis.String(object.node_name)
+        : "",
+      batchIndex: isSet(object.batchIndex)
+        ? globalThis.Number(object.batchIndex)
+        : isSet(object.batch_index)
+        ? globalThis.Number(object.batch_index)
+        : 0,
+    };
+  },
+
+  toJSON(message: DownloadResultRequest): unknown {
+    const obj: any = {};
+    if (message.jobId !== "") {
+      obj.jobId = message.jobId;
+    }
+    if (message.nodeName !== "") {
+      obj.nodeName = message.nodeName;
+    }
+    if (message.batchIndex !== 0) {
+      obj.batchIndex = Math.round(message.batchIndex);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DownloadResultRequest>, I>>(base?: I): DownloadResultRequest {
+    return DownloadResultRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DownloadResultRequest>, I>>(object: I): DownloadResultRequest {
+    const message = createBaseDownloadResultRequest();
+    message.jobId = object.jobId ?? "";
+    message.nodeName = object.nodeName ?? "";
+    message.batchIndex = object.batchIndex ?? 0;
+    return message;
+  },
+};
+
+function createBaseDataChunk(): DataChunk {
+  return { data: Buffer.alloc(0), size: 0 };
+}
+
+export const DataChunk: MessageFns<DataChunk> = {
+  encode(message: DataChunk, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.data.length !== 0) {
+      writer.uint32(10).bytes(message.data);
+    }
+    if (message.size !== 0) {
+      writer.uint32(16).uint64(message.size);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DataChunk {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDataChunk();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.data = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.size = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DataChunk {
+    return {
+      data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : Buffer.alloc(0),
+      size: isSet(object.size) ? globalThis.Number(object.size) : 0,
+    };
+  },
+
+  toJSON(message: DataChunk): unknown {
+    const obj: any = {};
+    if (message.data.length !== 0) {
+      obj.data = base64FromBytes(message.data);
+    }
+    if (message.size !== 0) {
+      obj.size = Math.round(message.size);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DataChunk>, I>>(base?: I): DataChunk {
+    return DataChunk.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DataChunk>, I>>(object: I): DataChunk {
+    const message = createBaseDataChunk();
+    message.data = object.data ?? Buffer.alloc(0);
+    message.size = object.size ?? 0;
     return message;
   },
 };
@@ -2092,6 +2543,59 @@ export const JobsService = {
     responseSerialize: (value: ListJobsResponse): Buffer => Buffer.from(ListJobsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListJobsResponse => ListJobsResponse.decode(value),
   },
+  /** Holds a job's queued tasks back; running tasks finish. */
+  pause: {
+    path: "/weft.v1.Jobs/Pause" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: JobRef): Buffer => Buffer.from(JobRef.encode(value).finish()),
+    requestDeserialize: (value: Buffer): JobRef => JobRef.decode(value),
+    responseSerialize: (value: JobStatus): Buffer => Buffer.from(JobStatus.encode(value).finish()),
+    responseDeserialize: (value: Buffer): JobStatus => JobStatus.decode(value),
+  },
+  resume: {
+    path: "/weft.v1.Jobs/Resume" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: JobRef): Buffer => Buffer.from(JobRef.encode(value).finish()),
+    requestDeserialize: (value: Buffer): JobRef => JobRef.decode(value),
+    responseSerialize: (value: JobStatus): Buffer => Buffer.from(JobStatus.encode(value).finish()),
+    responseDeserialize: (value: Buffer): JobStatus => JobStatus.decode(value),
+  },
+  /** Runs an ended job's descriptor and flowInput again, as a new job. */
+  rerun: {
+    path: "/weft.v1.Jobs/Rerun" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: JobRef): Buffer => Buffer.from(JobRef.encode(value).finish()),
+    requestDeserialize: (value: Buffer): JobRef => JobRef.decode(value),
+    responseSerialize: (value: ExecResponse): Buffer => Buffer.from(ExecResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ExecResponse => ExecResponse.decode(value),
+  },
+  /**
+   * A new job that runs one node and everything after it, taking the other
+   * nodes' outputs from an earlier job's stored results.
+   */
+  runFromNode: {
+    path: "/weft.v1.Jobs/RunFromNode" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RunFromNodeRequest): Buffer => Buffer.from(RunFromNodeRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RunFromNodeRequest => RunFromNodeRequest.decode(value),
+    responseSerialize: (value: ExecResponse): Buffer => Buffer.from(ExecResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ExecResponse => ExecResponse.decode(value),
+  },
+  /** Streams one stored leaf result (msgpack) in chunks, however large. */
+  downloadResult: {
+    path: "/weft.v1.Jobs/DownloadResult" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: DownloadResultRequest): Buffer =>
+      Buffer.from(DownloadResultRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DownloadResultRequest => DownloadResultRequest.decode(value),
+    responseSerialize: (value: DataChunk): Buffer => Buffer.from(DataChunk.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DataChunk => DataChunk.decode(value),
+  },
   /** A snapshot of the job, then every change until the job ends. */
   watch: {
     path: "/weft.v1.Jobs/Watch" as const,
@@ -2114,6 +2618,18 @@ export interface JobsServer extends UntypedServiceImplementation {
   /** Stops a job: running algorithms get stop, then are killed after a grace period. */
   stop: handleUnaryCall<StopJobRequest, JobStatus>;
   list: handleUnaryCall<ListJobsRequest, ListJobsResponse>;
+  /** Holds a job's queued tasks back; running tasks finish. */
+  pause: handleUnaryCall<JobRef, JobStatus>;
+  resume: handleUnaryCall<JobRef, JobStatus>;
+  /** Runs an ended job's descriptor and flowInput again, as a new job. */
+  rerun: handleUnaryCall<JobRef, ExecResponse>;
+  /**
+   * A new job that runs one node and everything after it, taking the other
+   * nodes' outputs from an earlier job's stored results.
+   */
+  runFromNode: handleUnaryCall<RunFromNodeRequest, ExecResponse>;
+  /** Streams one stored leaf result (msgpack) in chunks, however large. */
+  downloadResult: handleServerStreamingCall<DownloadResultRequest, DataChunk>;
   /** A snapshot of the job, then every change until the job ends. */
   watch: handleServerStreamingCall<JobRef, JobEvent>;
 }
@@ -2203,6 +2719,70 @@ export interface JobsClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListJobsResponse) => void,
   ): ClientUnaryCall;
+  /** Holds a job's queued tasks back; running tasks finish. */
+  pause(request: JobRef, callback: (error: ServiceError | null, response: JobStatus) => void): ClientUnaryCall;
+  pause(
+    request: JobRef,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: JobStatus) => void,
+  ): ClientUnaryCall;
+  pause(
+    request: JobRef,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: JobStatus) => void,
+  ): ClientUnaryCall;
+  resume(request: JobRef, callback: (error: ServiceError | null, response: JobStatus) => void): ClientUnaryCall;
+  resume(
+    request: JobRef,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: JobStatus) => void,
+  ): ClientUnaryCall;
+  resume(
+    request: JobRef,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: JobStatus) => void,
+  ): ClientUnaryCall;
+  /** Runs an ended job's descriptor and flowInput again, as a new job. */
+  rerun(request: JobRef, callback: (error: ServiceError | null, response: ExecResponse) => void): ClientUnaryCall;
+  rerun(
+    request: JobRef,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ExecResponse) => void,
+  ): ClientUnaryCall;
+  rerun(
+    request: JobRef,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ExecResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * A new job that runs one node and everything after it, taking the other
+   * nodes' outputs from an earlier job's stored results.
+   */
+  runFromNode(
+    request: RunFromNodeRequest,
+    callback: (error: ServiceError | null, response: ExecResponse) => void,
+  ): ClientUnaryCall;
+  runFromNode(
+    request: RunFromNodeRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ExecResponse) => void,
+  ): ClientUnaryCall;
+  runFromNode(
+    request: RunFromNodeRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ExecResponse) => void,
+  ): ClientUnaryCall;
+  /** Streams one stored leaf result (msgpack) in chunks, however large. */
+  downloadResult(request: DownloadResultRequest, options?: Partial<CallOptions>): ClientReadableStream<DataChunk>;
+  downloadResult(
+    request: DownloadResultRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<DataChunk>;
   /** A snapshot of the job, then every change until the job ends. */
   watch(request: JobRef, options?: Partial<CallOptions>): ClientReadableStream<JobEvent>;
   watch(request: JobRef, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<JobEvent>;
@@ -2259,6 +2839,17 @@ function fromJsonTimestamp(o: any): Date {
   } else {
     return fromTimestamp(Timestamp.fromJSON(o));
   }
+}
+
+function longToNumber(int64: { toString(): string }): number {
+  const num = globalThis.Number(int64.toString());
+  if (num > globalThis.Number.MAX_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is larger than Number.MAX_SAFE_INTEGER");
+  }
+  if (num < globalThis.Number.MIN_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
+  }
+  return num;
 }
 
 function isObject(value: any): boolean {

@@ -29,12 +29,74 @@ import { Timestamp } from "../../google/protobuf/timestamp.js";
 export interface PipelineNode {
   nodeName: string;
   algorithmName: string;
-  /** Input values; strings may hold references such as "@flowInput.x", "#@Node". */
+  /** Input values; strings may hold references such as "@flowInput.x", "#@Node", "*@Node", "#[0...9]". */
   input?:
     | Array<any>
     | undefined;
-  /** "algorithm" (default). */
+  /**
+   * "algorithm" (default), "output" (its input is the pipeline's result; a leaf)
+   * or "pipeline" (spec.name names a stored pipeline, inlined at submission).
+   */
   kind: string;
+  /** Which failures run a task again. Default: OnCrash, limit 3. */
+  retry?:
+    | Retry
+    | undefined;
+  /** Seconds a task of this node may run; 0 = no limit. */
+  ttl: number;
+  /** How several batch inputs combine: "indexed" (default, zip) or "cartesian". */
+  batchOperation: string;
+  /** Kind-specific settings, e.g. {name} for kind "pipeline". */
+  spec?: { [key: string]: any } | undefined;
+}
+
+export interface Retry {
+  /** "Never", "Always", "OnError" or "OnCrash". */
+  policy: string;
+  /** Retries after the first run. */
+  limit?: number | undefined;
+}
+
+export interface ConcurrentPipelines {
+  /** At most this many jobs of the pipeline pending or active at once (1-10000). */
+  amount: number;
+  /** true (default): reject an exec over the limit; false: queue it. */
+  rejectOnFailure?: boolean | undefined;
+}
+
+export interface PipelineOptions {
+  /** 0-100, default 80: the job fails once this percentage of a node's batch failed. */
+  batchTolerance?: number | undefined;
+  concurrentPipelines?:
+    | ConcurrentPipelines
+    | undefined;
+  /** Seconds the job may live, pending and active; 0 = no limit. */
+  ttl: number;
+  /** Seconds the job may be active; 0 = no limit. */
+  activeTtl: number;
+  /** trace, debug, info (default), warn, error, critical: the least severe progress sent to the progress webhook. */
+  progressVerbosityLevel: string;
+}
+
+export interface Webhooks {
+  /** POSTed job progress, about once a second at most. */
+  progress: string;
+  /** POSTed once, when the job ends. */
+  result: string;
+}
+
+export interface CronTrigger {
+  /** Cron pattern; 5 fields, or 6 with seconds first. */
+  pattern: string;
+  enabled: boolean;
+}
+
+export interface Triggers {
+  cron?:
+    | CronTrigger
+    | undefined;
+  /** Run this (stored) pipeline whenever one of these stored pipelines completes successfully. */
+  pipelines: string[];
 }
 
 export interface PipelineDescriptor {
@@ -47,6 +109,9 @@ export interface PipelineDescriptor {
   /** 1-5, 5 highest. 0 means the default, 3. */
   priority: number;
   tags: string[];
+  options?: PipelineOptions | undefined;
+  webhooks?: Webhooks | undefined;
+  triggers?: Triggers | undefined;
 }
 
 export interface StoredPipeline {
@@ -79,7 +144,16 @@ export interface DeletePipelineResponse {
 }
 
 function createBasePipelineNode(): PipelineNode {
-  return { nodeName: "", algorithmName: "", input: undefined, kind: "" };
+  return {
+    nodeName: "",
+    algorithmName: "",
+    input: undefined,
+    kind: "",
+    retry: undefined,
+    ttl: 0,
+    batchOperation: "",
+    spec: undefined,
+  };
 }
 
 export const PipelineNode: MessageFns<PipelineNode> = {
@@ -95,6 +169,18 @@ export const PipelineNode: MessageFns<PipelineNode> = {
     }
     if (message.kind !== "") {
       writer.uint32(34).string(message.kind);
+    }
+    if (message.retry !== undefined) {
+      Retry.encode(message.retry, writer.uint32(42).fork()).join();
+    }
+    if (message.ttl !== 0) {
+      writer.uint32(48).uint32(message.ttl);
+    }
+    if (message.batchOperation !== "") {
+      writer.uint32(58).string(message.batchOperation);
+    }
+    if (message.spec !== undefined) {
+      Struct.encode(Struct.wrap(message.spec), writer.uint32(66).fork()).join();
     }
     return writer;
   },
@@ -144,6 +230,38 @@ export const PipelineNode: MessageFns<PipelineNode> = {
             message.kind = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.retry = Retry.decode(reader, reader.uint32());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.ttl = reader.uint32();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.batchOperation = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.spec = Struct.unwrap(Struct.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -170,6 +288,14 @@ export const PipelineNode: MessageFns<PipelineNode> = {
         : "",
       input: globalThis.Array.isArray(object.input) ? [...object.input] : undefined,
       kind: isSet(object.kind) ? globalThis.String(object.kind) : "",
+      retry: isSet(object.retry) ? Retry.fromJSON(object.retry) : undefined,
+      ttl: isSet(object.ttl) ? globalThis.Number(object.ttl) : 0,
+      batchOperation: isSet(object.batchOperation)
+        ? globalThis.String(object.batchOperation)
+        : isSet(object.batch_operation)
+        ? globalThis.String(object.batch_operation)
+        : "",
+      spec: isObject(object.spec) ? object.spec : undefined,
     };
   },
 
@@ -187,6 +313,18 @@ export const PipelineNode: MessageFns<PipelineNode> = {
     if (message.kind !== "") {
       obj.kind = message.kind;
     }
+    if (message.retry !== undefined) {
+      obj.retry = Retry.toJSON(message.retry);
+    }
+    if (message.ttl !== 0) {
+      obj.ttl = Math.round(message.ttl);
+    }
+    if (message.batchOperation !== "") {
+      obj.batchOperation = message.batchOperation;
+    }
+    if (message.spec !== undefined) {
+      obj.spec = message.spec;
+    }
     return obj;
   },
 
@@ -199,12 +337,616 @@ export const PipelineNode: MessageFns<PipelineNode> = {
     message.algorithmName = object.algorithmName ?? "";
     message.input = object.input ?? undefined;
     message.kind = object.kind ?? "";
+    message.retry = (object.retry !== undefined && object.retry !== null) ? Retry.fromPartial(object.retry) : undefined;
+    message.ttl = object.ttl ?? 0;
+    message.batchOperation = object.batchOperation ?? "";
+    message.spec = object.spec ?? undefined;
+    return message;
+  },
+};
+
+function createBaseRetry(): Retry {
+  return { policy: "", limit: undefined };
+}
+
+export const Retry: MessageFns<Retry> = {
+  encode(message: Retry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.policy !== "") {
+      writer.uint32(10).string(message.policy);
+    }
+    if (message.limit !== undefined) {
+      writer.uint32(16).uint32(message.limit);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Retry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRetry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.policy = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.limit = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Retry {
+    return {
+      policy: isSet(object.policy) ? globalThis.String(object.policy) : "",
+      limit: isSet(object.limit) ? globalThis.Number(object.limit) : undefined,
+    };
+  },
+
+  toJSON(message: Retry): unknown {
+    const obj: any = {};
+    if (message.policy !== "") {
+      obj.policy = message.policy;
+    }
+    if (message.limit !== undefined) {
+      obj.limit = Math.round(message.limit);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Retry>, I>>(base?: I): Retry {
+    return Retry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Retry>, I>>(object: I): Retry {
+    const message = createBaseRetry();
+    message.policy = object.policy ?? "";
+    message.limit = object.limit ?? undefined;
+    return message;
+  },
+};
+
+function createBaseConcurrentPipelines(): ConcurrentPipelines {
+  return { amount: 0, rejectOnFailure: undefined };
+}
+
+export const ConcurrentPipelines: MessageFns<ConcurrentPipelines> = {
+  encode(message: ConcurrentPipelines, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.amount !== 0) {
+      writer.uint32(8).uint32(message.amount);
+    }
+    if (message.rejectOnFailure !== undefined) {
+      writer.uint32(16).bool(message.rejectOnFailure);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ConcurrentPipelines {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseConcurrentPipelines();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.amount = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.rejectOnFailure = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ConcurrentPipelines {
+    return {
+      amount: isSet(object.amount) ? globalThis.Number(object.amount) : 0,
+      rejectOnFailure: isSet(object.rejectOnFailure)
+        ? globalThis.Boolean(object.rejectOnFailure)
+        : isSet(object.reject_on_failure)
+        ? globalThis.Boolean(object.reject_on_failure)
+        : undefined,
+    };
+  },
+
+  toJSON(message: ConcurrentPipelines): unknown {
+    const obj: any = {};
+    if (message.amount !== 0) {
+      obj.amount = Math.round(message.amount);
+    }
+    if (message.rejectOnFailure !== undefined) {
+      obj.rejectOnFailure = message.rejectOnFailure;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ConcurrentPipelines>, I>>(base?: I): ConcurrentPipelines {
+    return ConcurrentPipelines.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ConcurrentPipelines>, I>>(object: I): ConcurrentPipelines {
+    const message = createBaseConcurrentPipelines();
+    message.amount = object.amount ?? 0;
+    message.rejectOnFailure = object.rejectOnFailure ?? undefined;
+    return message;
+  },
+};
+
+function createBasePipelineOptions(): PipelineOptions {
+  return {
+    batchTolerance: undefined,
+    concurrentPipelines: undefined,
+    ttl: 0,
+    activeTtl: 0,
+    progressVerbosityLevel: "",
+  };
+}
+
+export const PipelineOptions: MessageFns<PipelineOptions> = {
+  encode(message: PipelineOptions, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.batchTolerance !== undefined) {
+      writer.uint32(8).uint32(message.batchTolerance);
+    }
+    if (message.concurrentPipelines !== undefined) {
+      ConcurrentPipelines.encode(message.concurrentPipelines, writer.uint32(18).fork()).join();
+    }
+    if (message.ttl !== 0) {
+      writer.uint32(24).uint32(message.ttl);
+    }
+    if (message.activeTtl !== 0) {
+      writer.uint32(32).uint32(message.activeTtl);
+    }
+    if (message.progressVerbosityLevel !== "") {
+      writer.uint32(42).string(message.progressVerbosityLevel);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PipelineOptions {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePipelineOptions();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.batchTolerance = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.concurrentPipelines = ConcurrentPipelines.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.ttl = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.activeTtl = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.progressVerbosityLevel = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PipelineOptions {
+    return {
+      batchTolerance: isSet(object.batchTolerance)
+        ? globalThis.Number(object.batchTolerance)
+        : isSet(object.batch_tolerance)
+        ? globalThis.Number(object.batch_tolerance)
+        : undefined,
+      concurrentPipelines: isSet(object.concurrentPipelines)
+        ? ConcurrentPipelines.fromJSON(object.concurrentPipelines)
+        : isSet(object.concurrent_pipelines)
+        ? ConcurrentPipelines.fromJSON(object.concurrent_pipelines)
+        : undefined,
+      ttl: isSet(object.ttl) ? globalThis.Number(object.ttl) : 0,
+      activeTtl: isSet(object.activeTtl)
+        ? globalThis.Number(object.activeTtl)
+        : isSet(object.active_ttl)
+        ? globalThis.Number(object.active_ttl)
+        : 0,
+      progressVerbosityLevel: isSet(object.progressVerbosityLevel)
+        ? globalThis.String(object.progressVerbosityLevel)
+        : isSet(object.progress_verbosity_level)
+        ? globalThis.String(object.progress_verbosity_level)
+        : "",
+    };
+  },
+
+  toJSON(message: PipelineOptions): unknown {
+    const obj: any = {};
+    if (message.batchTolerance !== undefined) {
+      obj.batchTolerance = Math.round(message.batchTolerance);
+    }
+    if (message.concurrentPipelines !== undefined) {
+      obj.concurrentPipelines = ConcurrentPipelines.toJSON(message.concurrentPipelines);
+    }
+    if (message.ttl !== 0) {
+      obj.ttl = Math.round(message.ttl);
+    }
+    if (message.activeTtl !== 0) {
+      obj.activeTtl = Math.round(message.activeTtl);
+    }
+    if (message.progressVerbosityLevel !== "") {
+      obj.progressVerbosityLevel = message.progressVerbosityLevel;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PipelineOptions>, I>>(base?: I): PipelineOptions {
+    return PipelineOptions.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PipelineOptions>, I>>(object: I): PipelineOptions {
+    const message = createBasePipelineOptions();
+    message.batchTolerance = object.batchTolerance ?? undefined;
+    message.concurrentPipelines = (object.concurrentPipelines !== undefined && object.concurrentPipelines !== null)
+      ? ConcurrentPipelines.fromPartial(object.concurrentPipelines)
+      : undefined;
+    message.ttl = object.ttl ?? 0;
+    message.activeTtl = object.activeTtl ?? 0;
+    message.progressVerbosityLevel = object.progressVerbosityLevel ?? "";
+    return message;
+  },
+};
+
+function createBaseWebhooks(): Webhooks {
+  return { progress: "", result: "" };
+}
+
+export const Webhooks: MessageFns<Webhooks> = {
+  encode(message: Webhooks, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.progress !== "") {
+      writer.uint32(10).string(message.progress);
+    }
+    if (message.result !== "") {
+      writer.uint32(18).string(message.result);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Webhooks {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWebhooks();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.progress = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.result = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Webhooks {
+    return {
+      progress: isSet(object.progress) ? globalThis.String(object.progress) : "",
+      result: isSet(object.result) ? globalThis.String(object.result) : "",
+    };
+  },
+
+  toJSON(message: Webhooks): unknown {
+    const obj: any = {};
+    if (message.progress !== "") {
+      obj.progress = message.progress;
+    }
+    if (message.result !== "") {
+      obj.result = message.result;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Webhooks>, I>>(base?: I): Webhooks {
+    return Webhooks.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Webhooks>, I>>(object: I): Webhooks {
+    const message = createBaseWebhooks();
+    message.progress = object.progress ?? "";
+    message.result = object.result ?? "";
+    return message;
+  },
+};
+
+function createBaseCronTrigger(): CronTrigger {
+  return { pattern: "", enabled: false };
+}
+
+export const CronTrigger: MessageFns<CronTrigger> = {
+  encode(message: CronTrigger, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.pattern !== "") {
+      writer.uint32(10).string(message.pattern);
+    }
+    if (message.enabled !== false) {
+      writer.uint32(16).bool(message.enabled);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CronTrigger {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCronTrigger();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.pattern = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.enabled = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CronTrigger {
+    return {
+      pattern: isSet(object.pattern) ? globalThis.String(object.pattern) : "",
+      enabled: isSet(object.enabled) ? globalThis.Boolean(object.enabled) : false,
+    };
+  },
+
+  toJSON(message: CronTrigger): unknown {
+    const obj: any = {};
+    if (message.pattern !== "") {
+      obj.pattern = message.pattern;
+    }
+    if (message.enabled !== false) {
+      obj.enabled = message.enabled;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CronTrigger>, I>>(base?: I): CronTrigger {
+    return CronTrigger.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CronTrigger>, I>>(object: I): CronTrigger {
+    const message = createBaseCronTrigger();
+    message.pattern = object.pattern ?? "";
+    message.enabled = object.enabled ?? false;
+    return message;
+  },
+};
+
+function createBaseTriggers(): Triggers {
+  return { cron: undefined, pipelines: [] };
+}
+
+export const Triggers: MessageFns<Triggers> = {
+  encode(message: Triggers, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.cron !== undefined) {
+      CronTrigger.encode(message.cron, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.pipelines) {
+      writer.uint32(18).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Triggers {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTriggers();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.cron = CronTrigger.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.pipelines.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Triggers {
+    return {
+      cron: isSet(object.cron) ? CronTrigger.fromJSON(object.cron) : undefined,
+      pipelines: globalThis.Array.isArray(object?.pipelines)
+        ? object.pipelines.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: Triggers): unknown {
+    const obj: any = {};
+    if (message.cron !== undefined) {
+      obj.cron = CronTrigger.toJSON(message.cron);
+    }
+    if (message.pipelines?.length) {
+      obj.pipelines = message.pipelines;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Triggers>, I>>(base?: I): Triggers {
+    return Triggers.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Triggers>, I>>(object: I): Triggers {
+    const message = createBaseTriggers();
+    message.cron = (object.cron !== undefined && object.cron !== null)
+      ? CronTrigger.fromPartial(object.cron)
+      : undefined;
+    message.pipelines = object.pipelines?.map((e) => e) || [];
     return message;
   },
 };
 
 function createBasePipelineDescriptor(): PipelineDescriptor {
-  return { name: "", description: "", nodes: [], flowInput: undefined, priority: 0, tags: [] };
+  return {
+    name: "",
+    description: "",
+    nodes: [],
+    flowInput: undefined,
+    priority: 0,
+    tags: [],
+    options: undefined,
+    webhooks: undefined,
+    triggers: undefined,
+  };
 }
 
 export const PipelineDescriptor: MessageFns<PipelineDescriptor> = {
@@ -226,6 +968,15 @@ export const PipelineDescriptor: MessageFns<PipelineDescriptor> = {
     }
     for (const v of message.tags) {
       writer.uint32(50).string(v!);
+    }
+    if (message.options !== undefined) {
+      PipelineOptions.encode(message.options, writer.uint32(58).fork()).join();
+    }
+    if (message.webhooks !== undefined) {
+      Webhooks.encode(message.webhooks, writer.uint32(66).fork()).join();
+    }
+    if (message.triggers !== undefined) {
+      Triggers.encode(message.triggers, writer.uint32(74).fork()).join();
     }
     return writer;
   },
@@ -291,6 +1042,30 @@ export const PipelineDescriptor: MessageFns<PipelineDescriptor> = {
             message.tags.push(reader.string());
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.options = PipelineOptions.decode(reader, reader.uint32());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.webhooks = Webhooks.decode(reader, reader.uint32());
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.triggers = Triggers.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -315,6 +1090,9 @@ export const PipelineDescriptor: MessageFns<PipelineDescriptor> = {
         : undefined,
       priority: isSet(object.priority) ? globalThis.Number(object.priority) : 0,
       tags: globalThis.Array.isArray(object?.tags) ? object.tags.map((e: any) => globalThis.String(e)) : [],
+      options: isSet(object.options) ? PipelineOptions.fromJSON(object.options) : undefined,
+      webhooks: isSet(object.webhooks) ? Webhooks.fromJSON(object.webhooks) : undefined,
+      triggers: isSet(object.triggers) ? Triggers.fromJSON(object.triggers) : undefined,
     };
   },
 
@@ -338,6 +1116,15 @@ export const PipelineDescriptor: MessageFns<PipelineDescriptor> = {
     if (message.tags?.length) {
       obj.tags = message.tags;
     }
+    if (message.options !== undefined) {
+      obj.options = PipelineOptions.toJSON(message.options);
+    }
+    if (message.webhooks !== undefined) {
+      obj.webhooks = Webhooks.toJSON(message.webhooks);
+    }
+    if (message.triggers !== undefined) {
+      obj.triggers = Triggers.toJSON(message.triggers);
+    }
     return obj;
   },
 
@@ -352,6 +1139,15 @@ export const PipelineDescriptor: MessageFns<PipelineDescriptor> = {
     message.flowInput = object.flowInput ?? undefined;
     message.priority = object.priority ?? 0;
     message.tags = object.tags?.map((e) => e) || [];
+    message.options = (object.options !== undefined && object.options !== null)
+      ? PipelineOptions.fromPartial(object.options)
+      : undefined;
+    message.webhooks = (object.webhooks !== undefined && object.webhooks !== null)
+      ? Webhooks.fromPartial(object.webhooks)
+      : undefined;
+    message.triggers = (object.triggers !== undefined && object.triggers !== null)
+      ? Triggers.fromPartial(object.triggers)
+      : undefined;
     return message;
   },
 };
