@@ -9,7 +9,7 @@ interface TriggerSpec {
 }
 
 function triggersOf(d: Descriptor): TriggerSpec {
-  return ((d as unknown as { triggers?: TriggerSpec }).triggers ?? {});
+  return (d as unknown as { triggers?: TriggerSpec }).triggers ?? {};
 }
 
 /**
