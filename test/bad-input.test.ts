@@ -48,6 +48,61 @@ const cases: [string, Record<string, unknown>, RegExp][] = [
     /nodes\[0\]\.input\[0\]/,
   ],
   ['no nodes', { name: 'p', nodes: [] }, /nodes/],
+  [
+    'an unknown retry policy',
+    { name: 'p', nodes: [{ ...node('A', 'echo', [1]), retry: { policy: 'Sometimes' } }] },
+    /nodes\[0\]\.retry\.policy: node "A": "Sometimes" is not one of Never, Always, OnError, OnCrash/,
+  ],
+  [
+    'a retry limit out of range',
+    { name: 'p', nodes: [{ ...node('A', 'echo', [1]), retry: { policy: 'Always', limit: 1000 } }] },
+    /nodes\[0\]\.retry\.limit/,
+  ],
+  [
+    'an unknown batchOperation',
+    { name: 'p', nodes: [{ ...node('A', 'echo', ['#[1]', '#[2]']), batchOperation: 'zip' }] },
+    /nodes\[0\]\.batchOperation.*"A"/,
+  ],
+  ['a descending range', { name: 'p', nodes: [node('A', 'echo', ['#[5...1]'])] }, /nodes\[0\]\.input\[0\]/],
+  [
+    'a wait-any input on a node that is not a batch',
+    { name: 'p', nodes: [node('A', 'echo', [1]), node('B', 'echo', ['*@A'])] },
+    /nodes\[1\]\.input\[0\].*"B".*wait-any input "\*@A" needs A to be a batch node/,
+  ],
+  [
+    'an output node that is not a leaf',
+    {
+      name: 'p',
+      nodes: [{ nodeName: 'O', kind: 'output', input: [1] }, node('B', 'echo', ['@O'])],
+    },
+    /nodes\[0\]\.kind.*"O".*leaf/,
+  ],
+  [
+    'a sub-pipeline that is not stored',
+    { name: 'p', nodes: [{ nodeName: 'S', kind: 'pipeline', spec: { name: 'nowhere' }, input: [] }] },
+    /nodes\[0\]\.spec\.name.*nowhere/,
+  ],
+  [
+    'a batchTolerance over 100',
+    { name: 'p', nodes: [node('A', 'echo', [1])], options: { batchTolerance: 101 } },
+    /options\.batchTolerance/,
+  ],
+  [
+    'a concurrentPipelines amount of 0',
+    { name: 'p', nodes: [node('A', 'echo', [1])], options: { concurrentPipelines: { amount: 0 } } },
+    /options\.concurrentPipelines\.amount/,
+  ],
+  ['a priority of 9', { name: 'p', nodes: [node('A', 'echo', [1])], priority: 9 }, /priority/],
+  [
+    'a webhook that is not a URL',
+    { name: 'p', nodes: [node('A', 'echo', [1])], webhooks: { result: 'not a url' } },
+    /webhooks\.result/,
+  ],
+  [
+    'a bad cron trigger',
+    { name: 'p', nodes: [node('A', 'echo', [1])], triggers: { cron: { pattern: 'every day', enabled: true } } },
+    /triggers\.cron\.pattern/,
+  ],
 ];
 
 describe('malformed descriptors', () => {
