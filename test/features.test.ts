@@ -79,7 +79,7 @@ describe('webhooks', () => {
   it('delivers the result to a receiver that fails its first two calls, and progress', async () => {
     const jobId = await c.exec({
       name: 'hooked',
-      nodes: [node('A', 'echo', [{ v: 7 }])],
+      nodes: [node('A', 'echo', [{ v: 7 }]), node('R', 'reduce', [[1, 2, 3]])],
       webhooks: { result: `${hookUrl}/result`, progress: `${hookUrl}/progress` },
     });
     await c.wait(jobId);
@@ -87,10 +87,19 @@ describe('webhooks', () => {
     const result = received.find((r) => r.path === '/result')!.body;
     expect(resultCalls).toBe(3);
     expect(result).toMatchObject({ jobId, pipeline: 'hooked', status: 'completed' });
-    expect(result['data']).toEqual([{ nodeName: 'A', algorithmName: 'echo', result: { v: 7 } }]);
+    expect(result['data']).toEqual([
+      { nodeName: 'A', algorithmName: 'echo', result: { v: 7 } },
+      { nodeName: 'R', algorithmName: 'reduce', result: 6 },
+    ]);
     await until(() => received.some((r) => r.path === '/progress' && r.body['jobId'] === jobId), 10_000, 'progress');
     const progress = received.filter((r) => r.path === '/progress' && r.body['jobId'] === jobId);
     expect(progress.at(-1)?.body).toMatchObject({ jobId, pipeline: 'hooked', level: 'info' });
+    // The algorithm's own api.progress report reaches the webhook too.
+    await until(
+      () => received.some((r) => JSON.stringify(r.body).includes('summing 3 values')),
+      10_000,
+      'the algorithm progress in a progress webhook',
+    );
   });
 });
 

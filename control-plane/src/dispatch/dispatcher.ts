@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { ServerDuplexStream } from '@grpc/grpc-js';
 import { Status, type Logger } from '@weft/common';
-import type { Payload, PathMeta, TaskFailure, WorkerCommand, WorkerEvent } from '@weft/proto';
+import type { JobDone, Payload, PathMeta, SubmitJob, TaskFailure, WorkerCommand, WorkerEvent } from '@weft/proto';
 import type { AlgorithmDef, Executor, WorkerHandle } from '../executor/port.js';
 import type { Metrics } from '../server/metrics.js';
 import { PriorityQueue } from './queue.js';
@@ -138,6 +138,11 @@ export class Dispatcher {
   private readonly pools = new Map<string, Pool>();
   private readonly workers = new Map<string, Worker>();
   private seq = 0;
+  /**
+   * Handles a job started from a running task's code (the code API); reply
+   * sends the answer back to that task's worker, if it is still there.
+   */
+  onSubmitJob: ((req: SubmitJob, jobId: string, reply: (done: JobDone) => void) => void) | undefined;
   private readonly monitor: NodeJS.Timeout;
   private closing = false;
 
@@ -561,6 +566,26 @@ export class Dispatcher {
       }
       case 'hello':
         return;
+      case 'submitJob': {
+        const req = e.value;
+        if (!p || p.unit.taskId !== req.taskId || !this.onSubmitJob) {
+          this.send(w, {
+            command: {
+              $case: 'jobDone',
+              value: {
+                requestId: req.requestId,
+                jobId: '',
+                state: 0,
+                results: [],
+                error: `task ${req.taskId} is not running on this worker`,
+              },
+            },
+          });
+          return;
+        }
+        this.onSubmitJob(req, p.unit.jobId, (done) => this.send(w, { command: { $case: 'jobDone', value: done } }));
+        return;
+      }
     }
   }
 

@@ -12,7 +12,8 @@ import {
   type BlobStore,
   type Logger,
 } from '@weft/common';
-import { NodeState as PbNodeState, NodeStatus } from '@weft/proto';
+import { NodeState as PbNodeState, NodeStatus, PipelineDescriptor } from '@weft/proto';
+import type { JobDone, SubmitJob } from '@weft/proto';
 import type { JobStatus, LeafResult, Payload, TaskFailure } from '@weft/proto';
 import type { Dispatcher, Outcome, UnitListener, WorkUnit } from '../dispatch/dispatcher.js';
 import {
@@ -76,6 +77,8 @@ export class JobEngine {
   private readonly pipelines = new Map<string, Descriptor>();
   /** Jobs held pending by concurrentPipelines, by pipeline name, oldest first. */
   private readonly waiting = new Map<string, string[]>();
+  /** Callers waiting for a job to end (the code API), by job id. */
+  private readonly endWaiters = new Map<string, ((state: JobState, error: string) => void)[]>();
   /** Called after a job of a stored pipeline completes: pipeline triggers. */
   onCompleted: ((pipelineName: string, jobId: string) => void) | undefined;
 
@@ -91,6 +94,68 @@ export class JobEngine {
       config: EngineConfig;
     },
   ) {}
+
+  /**
+   * A job started from a running task's code (HKube's code API): the job is
+   * the task's job's child, and reply gets its outcome once it has ended.
+   */
+  async submitFromTask(req: SubmitJob, parentJobId: string, reply: (done: JobDone) => void): Promise<void> {
+    let jobId = '';
+    try {
+      const parent = this.runs.get(parentJobId);
+      const opts: ExecOptions = { parentJobId, tags: ['code-api'] };
+      const what = req.what;
+      if (!what) throw invalid('what', 'say what to start: an algorithm, a stored pipeline or a raw pipeline');
+      if (what.$case === 'algorithm') {
+        const { name } = what.value;
+        const input = what.value.input.byteLength > 0 ? decode(what.value.input) : [];
+        if (!Array.isArray(input)) throw invalid('algorithm.input', 'must be an array (the algorithm’s input)');
+        // The input travels in the flowInput and is referenced item by item, so
+        // strings that look like references ("@x") stay plain values.
+        jobId = await this.exec(
+          {
+            name,
+            nodes: [{ nodeName: name, algorithmName: name, input: input.map((_, i) => `@flowInput.input.${i}`) }],
+            flowInput: { input },
+          },
+          opts,
+        );
+      } else if (what.$case === 'stored') {
+        const flow =
+          what.value.flowInput.byteLength > 0 ? (decode(what.value.flowInput) as Record<string, unknown>) : undefined;
+        jobId = await this.execStored(what.value.name, flow, opts);
+      } else {
+        const d = PipelineDescriptor.toJSON(what.value.pipeline ?? PipelineDescriptor.fromPartial({})) as Descriptor;
+        d.nodes = (d.nodes ?? []).map((n) => ({ ...n, input: n.input ?? [] }));
+        if (what.value.flowInput.byteLength > 0) d.flowInput = decode(what.value.flowInput) as Record<string, unknown>;
+        jobId = await this.exec(d, opts);
+      }
+      if (parent) {
+        parent.childJobIds.push(jobId);
+        parent.statusChanged();
+      }
+      const { state, error } = await this.whenEnded(jobId);
+      const results = req.includeResult && state === 'completed' ? (await this.result(jobId)).results : [];
+      reply({ requestId: req.requestId, jobId, state: STATE_TO_PB[state], results, error });
+    } catch (err) {
+      const error = err instanceof Error ? err.message : String(err);
+      reply({ requestId: req.requestId, jobId, state: STATE_TO_PB.failed, results: [], error });
+    }
+  }
+
+  /** Resolves when the job has ended, with how it ended. */
+  private whenEnded(jobId: string): Promise<{ state: JobState; error: string }> {
+    if (!this.runs.has(jobId)) {
+      return this.deps.store
+        .getJob(jobId)
+        .then((r) => ({ state: r?.state ?? 'failed', error: r?.error ?? 'job not found' }));
+    }
+    return new Promise((resolve) => {
+      const list = this.endWaiters.get(jobId) ?? [];
+      list.push((state, error) => resolve({ state, error }));
+      this.endWaiters.set(jobId, list);
+    });
+  }
 
   /** Keeps the engine's view of stored pipelines current (sub-pipelines, triggers). */
   pipelineStored(name: string, descriptor: Descriptor | undefined): void {
@@ -193,6 +258,7 @@ export class JobEngine {
         this.deps.webhooks.progress(url, run.status(), {
           level: run.record.state === 'failed' ? 'error' : 'info',
           minLevel: parsed.options.progressVerbosityLevel,
+          ...(run.algorithmProgress ? { algorithmProgress: run.algorithmProgress } : {}),
         });
     }
     // The job's ttl counts from its creation, pending time included.
@@ -453,8 +519,10 @@ export class JobEngine {
         run.nodeChanged(node.parsed.nodeName);
       },
       onProgress: (percent: number, message: string): void => {
-        if (!run.final)
-          run.emit({ type: 'progress', nodeName: node.parsed.nodeName, taskId, batchIndex, percent, message });
+        if (run.final) return;
+        run.emit({ type: 'progress', nodeName: node.parsed.nodeName, taskId, batchIndex, percent, message });
+        run.algorithmProgress = { nodeName: node.parsed.nodeName, batchIndex, percent, message };
+        run.onChange?.();
       },
       onRetry: (failure: TaskFailure, attempt: number): void => {
         this.deps.log.warn('task retried', {
@@ -695,6 +763,15 @@ export class JobEngine {
       );
     }
     if (state === 'completed') this.onCompleted?.(run.record.pipelineName, run.record.jobId);
+    for (const resolve of this.endWaiters.get(run.record.jobId) ?? []) resolve(state, error);
+    this.endWaiters.delete(run.record.jobId);
+    if (state !== 'completed') {
+      // Jobs its algorithms started die with it (HKube stops sub-pipelines too).
+      for (const child of run.childJobIds) {
+        if (this.runs.has(child))
+          await this.stop(child, `parent job ${run.record.jobId} ${state}`).catch(() => undefined);
+      }
+    }
   }
 
   /** Stops a job: queued work is dropped, running algorithms get stop, then a kill after the grace period. */

@@ -87,6 +87,8 @@ export class JobRun {
   heldNew: { unit: WorkUnit; listener: UnitListener }[] = [];
   readonly timers: NodeJS.Timeout[] = [];
   childJobIds: string[] = [];
+  /** The latest api.progress report, for the progress webhook. */
+  algorithmProgress: { nodeName: string; batchIndex: number; percent: number; message: string } | undefined;
   private dirtyNodes = new Set<string>();
   private flushTimer: NodeJS.Timeout | undefined;
   /** Called (throttled by the caller) whenever something watchers see changed. */

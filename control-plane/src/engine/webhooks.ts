@@ -121,6 +121,14 @@ function progressText(progress: number): string {
  * HKube's progress webhook body:
  * `{jobId, timestamp, pipeline, level, status, data: {progress, details, activeNodes?}, error?}`.
  */
+/** The latest api.progress report of a job's algorithms. */
+export interface AlgorithmProgressReport {
+  nodeName: string;
+  batchIndex: number;
+  percent: number;
+  message: string;
+}
+
 export function progressPayload(status: JobStatus, level: Level): Record<string, unknown> {
   const progress = progressText(status.progress);
   const c = countTasks(status.nodes);
@@ -255,10 +263,16 @@ export class Webhooks {
    * than `minLevel` (the pipeline's progressVerbosityLevel) are dropped.
    * Status changes are 'info', failures 'error'.
    */
-  progress(url: string, status: JobStatus, opts: { level: Level; minLevel: Level }): void {
+  progress(
+    url: string,
+    status: JobStatus,
+    opts: { level: Level; minLevel: Level; algorithmProgress?: AlgorithmProgressReport },
+  ): void {
     if (this.closing) return;
     if (LEVEL_RANK[opts.level] < LEVEL_RANK[parseLevel(opts.minLevel)]) return;
     const body = progressPayload(status, opts.level);
+    // Beyond HKube: the algorithm's own latest report (api.progress), which HKube only logs.
+    if (opts.algorithmProgress) (body['data'] as Record<string, unknown>)['algorithmProgress'] = opts.algorithmProgress;
     const key = `${status.jobId}\n${url}`;
     let slot = this.slots.get(key);
     if (!slot) {

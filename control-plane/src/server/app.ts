@@ -151,6 +151,7 @@ export async function startControlPlane(config: ControlPlaneConfig): Promise<Con
     },
   });
   const triggers = new Triggers(engine, log);
+  dispatcher.onSubmitJob = (req, parentJobId, reply) => void engine.submitFromTask(req, parentJobId, reply);
   for (const rec of await store.listPipelines()) {
     const d = rec.descriptor as unknown as Descriptor;
     engine.pipelineStored(rec.name, d);

@@ -18,6 +18,8 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { PathMeta, Payload, TaskFailure } from "./common.js";
+import { JobState, jobStateFromJSON, jobStateToJSON, LeafResult } from "./jobs.js";
+import { PipelineDescriptor } from "./pipelines.js";
 
 /** Sidecar -> control plane. */
 export interface WorkerEvent {
@@ -31,7 +33,45 @@ export interface WorkerEvent {
     | { $case: "error"; value: ErrorEvent }
     | { $case: "stopped"; value: Stopped }
     | { $case: "heartbeat"; value: Heartbeat }
+    | { $case: "submitJob"; value: SubmitJob }
     | undefined;
+}
+
+/**
+ * The running task's code starts a job (HKube's code API). The answer is
+ * JobDone with the same request_id, once the job has ended.
+ */
+export interface SubmitJob {
+  requestId: string;
+  /** The task on whose behalf the job runs; it becomes the job's parent. */
+  taskId: string;
+  what?:
+    | { $case: "algorithm"; value: AlgorithmCall }
+    | { $case: "stored"; value: StoredPipelineCall }
+    | { $case: "raw"; value: RawPipelineCall }
+    | undefined;
+  /** false: the answer carries no results, only the job's end state. */
+  includeResult: boolean;
+}
+
+export interface AlgorithmCall {
+  name: string;
+  /** msgpack array: the algorithm's input. */
+  input: Buffer;
+}
+
+export interface StoredPipelineCall {
+  name: string;
+  /** msgpack map; empty keeps the stored flowInput. */
+  flowInput: Buffer;
+}
+
+export interface RawPipelineCall {
+  pipeline?:
+    | PipelineDescriptor
+    | undefined;
+  /** msgpack map; empty keeps pipeline.flow_input. */
+  flowInput: Buffer;
 }
 
 export interface Hello {
@@ -102,7 +142,18 @@ export interface WorkerCommand {
     | { $case: "start"; value: Start }
     | { $case: "stop"; value: Stop }
     | { $case: "exit"; value: Exit }
+    | { $case: "jobDone"; value: JobDone }
     | undefined;
+}
+
+/** The answer to SubmitJob. */
+export interface JobDone {
+  requestId: string;
+  /** Empty when the job could not even start (see error). */
+  jobId: string;
+  state: JobState;
+  results: LeafResult[];
+  error: string;
 }
 
 /** The first command, the answer to Hello. */
@@ -190,6 +241,9 @@ export const WorkerEvent: MessageFns<WorkerEvent> = {
         break;
       case "heartbeat":
         Heartbeat.encode(message.event.value, writer.uint32(74).fork()).join();
+        break;
+      case "submitJob":
+        SubmitJob.encode(message.event.value, writer.uint32(82).fork()).join();
         break;
     }
     return writer;
@@ -280,6 +334,14 @@ export const WorkerEvent: MessageFns<WorkerEvent> = {
             message.event = { $case: "heartbeat", value: Heartbeat.decode(reader, reader.uint32()) };
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.event = { $case: "submitJob", value: SubmitJob.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -312,6 +374,10 @@ export const WorkerEvent: MessageFns<WorkerEvent> = {
         ? { $case: "stopped", value: Stopped.fromJSON(object.stopped) }
         : isSet(object.heartbeat)
         ? { $case: "heartbeat", value: Heartbeat.fromJSON(object.heartbeat) }
+        : isSet(object.submitJob)
+        ? { $case: "submitJob", value: SubmitJob.fromJSON(object.submitJob) }
+        : isSet(object.submit_job)
+        ? { $case: "submitJob", value: SubmitJob.fromJSON(object.submit_job) }
         : undefined,
     };
   },
@@ -336,6 +402,8 @@ export const WorkerEvent: MessageFns<WorkerEvent> = {
       obj.stopped = Stopped.toJSON(message.event.value);
     } else if (message.event?.$case === "heartbeat") {
       obj.heartbeat = Heartbeat.toJSON(message.event.value);
+    } else if (message.event?.$case === "submitJob") {
+      obj.submitJob = SubmitJob.toJSON(message.event.value);
     }
     return obj;
   },
@@ -400,7 +468,460 @@ export const WorkerEvent: MessageFns<WorkerEvent> = {
         }
         break;
       }
+      case "submitJob": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "submitJob", value: SubmitJob.fromPartial(object.event.value) };
+        }
+        break;
+      }
     }
+    return message;
+  },
+};
+
+function createBaseSubmitJob(): SubmitJob {
+  return { requestId: "", taskId: "", what: undefined, includeResult: false };
+}
+
+export const SubmitJob: MessageFns<SubmitJob> = {
+  encode(message: SubmitJob, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== "") {
+      writer.uint32(10).string(message.requestId);
+    }
+    if (message.taskId !== "") {
+      writer.uint32(18).string(message.taskId);
+    }
+    switch (message.what?.$case) {
+      case "algorithm":
+        AlgorithmCall.encode(message.what.value, writer.uint32(26).fork()).join();
+        break;
+      case "stored":
+        StoredPipelineCall.encode(message.what.value, writer.uint32(34).fork()).join();
+        break;
+      case "raw":
+        RawPipelineCall.encode(message.what.value, writer.uint32(42).fork()).join();
+        break;
+    }
+    if (message.includeResult !== false) {
+      writer.uint32(48).bool(message.includeResult);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SubmitJob {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSubmitJob();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.taskId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.what = { $case: "algorithm", value: AlgorithmCall.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.what = { $case: "stored", value: StoredPipelineCall.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.what = { $case: "raw", value: RawPipelineCall.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.includeResult = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SubmitJob {
+    return {
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+      taskId: isSet(object.taskId)
+        ? globalThis.String(object.taskId)
+        : isSet(object.task_id)
+        ? globalThis.String(object.task_id)
+        : "",
+      what: isSet(object.algorithm)
+        ? { $case: "algorithm", value: AlgorithmCall.fromJSON(object.algorithm) }
+        : isSet(object.stored)
+        ? { $case: "stored", value: StoredPipelineCall.fromJSON(object.stored) }
+        : isSet(object.raw)
+        ? { $case: "raw", value: RawPipelineCall.fromJSON(object.raw) }
+        : undefined,
+      includeResult: isSet(object.includeResult)
+        ? globalThis.Boolean(object.includeResult)
+        : isSet(object.include_result)
+        ? globalThis.Boolean(object.include_result)
+        : false,
+    };
+  },
+
+  toJSON(message: SubmitJob): unknown {
+    const obj: any = {};
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    if (message.taskId !== "") {
+      obj.taskId = message.taskId;
+    }
+    if (message.what?.$case === "algorithm") {
+      obj.algorithm = AlgorithmCall.toJSON(message.what.value);
+    } else if (message.what?.$case === "stored") {
+      obj.stored = StoredPipelineCall.toJSON(message.what.value);
+    } else if (message.what?.$case === "raw") {
+      obj.raw = RawPipelineCall.toJSON(message.what.value);
+    }
+    if (message.includeResult !== false) {
+      obj.includeResult = message.includeResult;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SubmitJob>, I>>(base?: I): SubmitJob {
+    return SubmitJob.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SubmitJob>, I>>(object: I): SubmitJob {
+    const message = createBaseSubmitJob();
+    message.requestId = object.requestId ?? "";
+    message.taskId = object.taskId ?? "";
+    switch (object.what?.$case) {
+      case "algorithm": {
+        if (object.what?.value !== undefined && object.what?.value !== null) {
+          message.what = { $case: "algorithm", value: AlgorithmCall.fromPartial(object.what.value) };
+        }
+        break;
+      }
+      case "stored": {
+        if (object.what?.value !== undefined && object.what?.value !== null) {
+          message.what = { $case: "stored", value: StoredPipelineCall.fromPartial(object.what.value) };
+        }
+        break;
+      }
+      case "raw": {
+        if (object.what?.value !== undefined && object.what?.value !== null) {
+          message.what = { $case: "raw", value: RawPipelineCall.fromPartial(object.what.value) };
+        }
+        break;
+      }
+    }
+    message.includeResult = object.includeResult ?? false;
+    return message;
+  },
+};
+
+function createBaseAlgorithmCall(): AlgorithmCall {
+  return { name: "", input: Buffer.alloc(0) };
+}
+
+export const AlgorithmCall: MessageFns<AlgorithmCall> = {
+  encode(message: AlgorithmCall, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.input.length !== 0) {
+      writer.uint32(18).bytes(message.input);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AlgorithmCall {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAlgorithmCall();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.input = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AlgorithmCall {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      input: isSet(object.input) ? Buffer.from(bytesFromBase64(object.input)) : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: AlgorithmCall): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.input.length !== 0) {
+      obj.input = base64FromBytes(message.input);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AlgorithmCall>, I>>(base?: I): AlgorithmCall {
+    return AlgorithmCall.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AlgorithmCall>, I>>(object: I): AlgorithmCall {
+    const message = createBaseAlgorithmCall();
+    message.name = object.name ?? "";
+    message.input = object.input ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseStoredPipelineCall(): StoredPipelineCall {
+  return { name: "", flowInput: Buffer.alloc(0) };
+}
+
+export const StoredPipelineCall: MessageFns<StoredPipelineCall> = {
+  encode(message: StoredPipelineCall, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.flowInput.length !== 0) {
+      writer.uint32(18).bytes(message.flowInput);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StoredPipelineCall {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStoredPipelineCall();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.flowInput = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StoredPipelineCall {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      flowInput: isSet(object.flowInput)
+        ? Buffer.from(bytesFromBase64(object.flowInput))
+        : isSet(object.flow_input)
+        ? Buffer.from(bytesFromBase64(object.flow_input))
+        : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: StoredPipelineCall): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.flowInput.length !== 0) {
+      obj.flowInput = base64FromBytes(message.flowInput);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StoredPipelineCall>, I>>(base?: I): StoredPipelineCall {
+    return StoredPipelineCall.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StoredPipelineCall>, I>>(object: I): StoredPipelineCall {
+    const message = createBaseStoredPipelineCall();
+    message.name = object.name ?? "";
+    message.flowInput = object.flowInput ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseRawPipelineCall(): RawPipelineCall {
+  return { pipeline: undefined, flowInput: Buffer.alloc(0) };
+}
+
+export const RawPipelineCall: MessageFns<RawPipelineCall> = {
+  encode(message: RawPipelineCall, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.pipeline !== undefined) {
+      PipelineDescriptor.encode(message.pipeline, writer.uint32(10).fork()).join();
+    }
+    if (message.flowInput.length !== 0) {
+      writer.uint32(18).bytes(message.flowInput);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RawPipelineCall {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRawPipelineCall();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.pipeline = PipelineDescriptor.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.flowInput = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RawPipelineCall {
+    return {
+      pipeline: isSet(object.pipeline) ? PipelineDescriptor.fromJSON(object.pipeline) : undefined,
+      flowInput: isSet(object.flowInput)
+        ? Buffer.from(bytesFromBase64(object.flowInput))
+        : isSet(object.flow_input)
+        ? Buffer.from(bytesFromBase64(object.flow_input))
+        : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: RawPipelineCall): unknown {
+    const obj: any = {};
+    if (message.pipeline !== undefined) {
+      obj.pipeline = PipelineDescriptor.toJSON(message.pipeline);
+    }
+    if (message.flowInput.length !== 0) {
+      obj.flowInput = base64FromBytes(message.flowInput);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RawPipelineCall>, I>>(base?: I): RawPipelineCall {
+    return RawPipelineCall.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RawPipelineCall>, I>>(object: I): RawPipelineCall {
+    const message = createBaseRawPipelineCall();
+    message.pipeline = (object.pipeline !== undefined && object.pipeline !== null)
+      ? PipelineDescriptor.fromPartial(object.pipeline)
+      : undefined;
+    message.flowInput = object.flowInput ?? Buffer.alloc(0);
     return message;
   },
 };
@@ -1315,6 +1836,9 @@ export const WorkerCommand: MessageFns<WorkerCommand> = {
       case "exit":
         Exit.encode(message.command.value, writer.uint32(42).fork()).join();
         break;
+      case "jobDone":
+        JobDone.encode(message.command.value, writer.uint32(50).fork()).join();
+        break;
     }
     return writer;
   },
@@ -1372,6 +1896,14 @@ export const WorkerCommand: MessageFns<WorkerCommand> = {
             message.command = { $case: "exit", value: Exit.decode(reader, reader.uint32()) };
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.command = { $case: "jobDone", value: JobDone.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1396,6 +1928,10 @@ export const WorkerCommand: MessageFns<WorkerCommand> = {
         ? { $case: "stop", value: Stop.fromJSON(object.stop) }
         : isSet(object.exit)
         ? { $case: "exit", value: Exit.fromJSON(object.exit) }
+        : isSet(object.jobDone)
+        ? { $case: "jobDone", value: JobDone.fromJSON(object.jobDone) }
+        : isSet(object.job_done)
+        ? { $case: "jobDone", value: JobDone.fromJSON(object.job_done) }
         : undefined,
     };
   },
@@ -1412,6 +1948,8 @@ export const WorkerCommand: MessageFns<WorkerCommand> = {
       obj.stop = Stop.toJSON(message.command.value);
     } else if (message.command?.$case === "exit") {
       obj.exit = Exit.toJSON(message.command.value);
+    } else if (message.command?.$case === "jobDone") {
+      obj.jobDone = JobDone.toJSON(message.command.value);
     }
     return obj;
   },
@@ -1452,7 +1990,154 @@ export const WorkerCommand: MessageFns<WorkerCommand> = {
         }
         break;
       }
+      case "jobDone": {
+        if (object.command?.value !== undefined && object.command?.value !== null) {
+          message.command = { $case: "jobDone", value: JobDone.fromPartial(object.command.value) };
+        }
+        break;
+      }
     }
+    return message;
+  },
+};
+
+function createBaseJobDone(): JobDone {
+  return { requestId: "", jobId: "", state: 0, results: [], error: "" };
+}
+
+export const JobDone: MessageFns<JobDone> = {
+  encode(message: JobDone, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== "") {
+      writer.uint32(10).string(message.requestId);
+    }
+    if (message.jobId !== "") {
+      writer.uint32(18).string(message.jobId);
+    }
+    if (message.state !== 0) {
+      writer.uint32(24).int32(message.state);
+    }
+    for (const v of message.results) {
+      LeafResult.encode(v!, writer.uint32(34).fork()).join();
+    }
+    if (message.error !== "") {
+      writer.uint32(42).string(message.error);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): JobDone {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseJobDone();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.jobId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.state = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.results.push(LeafResult.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.error = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): JobDone {
+    return {
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+      jobId: isSet(object.jobId)
+        ? globalThis.String(object.jobId)
+        : isSet(object.job_id)
+        ? globalThis.String(object.job_id)
+        : "",
+      state: isSet(object.state) ? jobStateFromJSON(object.state) : 0,
+      results: globalThis.Array.isArray(object?.results) ? object.results.map((e: any) => LeafResult.fromJSON(e)) : [],
+      error: isSet(object.error) ? globalThis.String(object.error) : "",
+    };
+  },
+
+  toJSON(message: JobDone): unknown {
+    const obj: any = {};
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    if (message.jobId !== "") {
+      obj.jobId = message.jobId;
+    }
+    if (message.state !== 0) {
+      obj.state = jobStateToJSON(message.state);
+    }
+    if (message.results?.length) {
+      obj.results = message.results.map((e) => LeafResult.toJSON(e));
+    }
+    if (message.error !== "") {
+      obj.error = message.error;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<JobDone>, I>>(base?: I): JobDone {
+    return JobDone.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<JobDone>, I>>(object: I): JobDone {
+    const message = createBaseJobDone();
+    message.requestId = object.requestId ?? "";
+    message.jobId = object.jobId ?? "";
+    message.state = object.state ?? 0;
+    message.results = object.results?.map((e) => LeafResult.fromPartial(e)) || [];
+    message.error = object.error ?? "";
     return message;
   },
 };
