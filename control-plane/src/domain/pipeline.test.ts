@@ -1980,3 +1980,11 @@ describe('toFlatDescriptor', () => {
     ]);
   });
 });
+
+describe('flowInput given later', () => {
+  it('lets a stored pipeline reference flowInput keys that only exec will supply', () => {
+    const d = { name: 'p', nodes: [{ nodeName: 'A', algorithmName: 'a', input: ['@flowInput.n'] }] };
+    expect(() => parsePipeline(d, () => true)).toThrow(/nodes\[0\]\.input\[0\].*flowInput has no key "n"/);
+    expect(parsePipeline(d, () => true, undefined, { flowInputLater: true }).order).toEqual(['A']);
+  });
+});

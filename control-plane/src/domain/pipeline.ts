@@ -356,6 +356,8 @@ function mergeUnder(top: Record<string, unknown>, under: Record<string, unknown>
 interface Ctx {
   isKnownAlgorithm: (name: string) => boolean;
   lookupPipeline: ((name: string) => Descriptor | undefined) | undefined;
+  /** False when storing a pipeline: its flowInput may be given only when it runs. */
+  requireFlowInputKeys: boolean;
 }
 
 /** The graph part of a parsed pipeline, sub-pipelines already inlined. */
@@ -418,8 +420,16 @@ export function parsePipeline(
   d: Descriptor,
   isKnownAlgorithm: (name: string) => boolean,
   lookupPipeline?: (name: string) => Descriptor | undefined,
+  opts: {
+    /** Skip the check that `@flowInput.x` names an existing key (a stored pipeline gets its flowInput at exec). */
+    flowInputLater?: boolean;
+  } = {},
 ): ParsedPipeline {
-  const graph = parseGraph(d, { isKnownAlgorithm, lookupPipeline }, undefined);
+  const graph = parseGraph(
+    d,
+    { isKnownAlgorithm, lookupPipeline, requireFlowInputKeys: !opts.flowInputLater },
+    undefined,
+  );
   const priority = unset(d.priority, 0) ? DEFAULT_PRIORITY : intIn(d.priority, 'priority', 1, 5);
   return {
     name: d.name,
@@ -539,7 +549,7 @@ function parseGraph(d: Descriptor, ctx: Ctx, path: string[] | undefined): Graph 
             );
           }
           const top = parsed.path[0];
-          if (top !== undefined && !Object.hasOwn(flowInput, top)) {
+          if (ctx.requireFlowInputKeys && top !== undefined && !Object.hasOwn(flowInput, top)) {
             throw invalid(field, `${who} references "${value}" but flowInput has no key "${top}"`);
           }
           return new RefSlot({ source: 'flowInput', path: parsed.path, mode: parsed.mode, field });

@@ -168,11 +168,12 @@ export class JobEngine {
   }
 
   /** Validates a descriptor without running it (INVALID_ARGUMENT naming node and input path). */
-  validate(d: Descriptor): ParsedPipeline {
+  validate(d: Descriptor, opts: { flowInputLater?: boolean } = {}): ParsedPipeline {
     return parsePipeline(
       d,
       (name) => this.deps.algorithms.has(name),
       (name) => this.pipelines.get(name),
+      opts,
     );
   }
 

@@ -134,7 +134,8 @@ export function pipelineStore(d: HandlerDeps): PipelineStoreServer & UntypedServ
   return {
     store: unary(d.log, 'PipelineStore.Store', async (req) => {
       const desc = pipelineToDescriptor(req.pipeline);
-      d.engine.validate(desc);
+      // Its flowInput may come with each exec; exec checks the keys then.
+      d.engine.validate(desc, { flowInputLater: true });
       const rec = await d.store.putPipeline(desc.name, desc as unknown as Record<string, unknown>);
       d.engine.pipelineStored(desc.name, desc);
       d.triggers.sync(desc.name, desc);

@@ -30,10 +30,46 @@ export interface TaskArgs {
 
 /** What algorithm code can do while a task runs. */
 export interface Api {
-  /** Reports progress (0-100) to `weft exec watch` and the job's watchers. */
+  /** Reports progress (0-100) to `weft exec watch`, the job's watchers and its progress webhook. */
   progress(percent: number, message?: string): void;
   /** Aborted when the task is asked to stop; long loops should check it. */
   readonly signal: AbortSignal;
+  /**
+   * Runs an algorithm as a child job and resolves with its result (null
+   * with includeResult false). Rejects when the child job fails.
+   * The third argument is HKube's includeResult boolean or `{ includeResult }`.
+   */
+  startAlgorithm(name: string, input?: unknown[], options?: boolean | { includeResult?: boolean }): Promise<unknown>;
+  /** Runs a stored pipeline as a child job; resolves with its results (HKube's list of `{nodeName, result}`). */
+  startStoredSubpipeline(
+    name: string,
+    flowInput?: Record<string, unknown>,
+    options?: boolean | { includeResult?: boolean },
+  ): Promise<SubpipelineResult[] | undefined>;
+  /**
+   * Runs a pipeline given in full as a child job: `(descriptor, options?)`, or
+   * HKube's `(name, nodes, flowInput, options, webhooks, includeResult)`.
+   */
+  startRawSubpipeline(
+    descriptorOrName: Record<string, unknown> | string,
+    ...rest: unknown[]
+  ): Promise<SubpipelineResult[] | undefined>;
+}
+
+/** One result of a child pipeline (HKube's shape). */
+export interface SubpipelineResult {
+  nodeName: string;
+  algorithmName: string;
+  batchIndex?: number;
+  result: unknown;
+}
+
+function includeResultOf(options: unknown): boolean {
+  if (typeof options === 'boolean') return options;
+  if (options && typeof options === 'object' && 'includeResult' in options) {
+    return (options as { includeResult?: boolean }).includeResult !== false;
+  }
+  return true;
 }
 
 /** An algorithm: `start` is required, `init` and `stop` are optional. */
@@ -144,6 +180,33 @@ export function run(algorithm: Algorithm, options: RunOptions = {}): Promise<voi
   });
   ws.binaryType = 'nodebuffer';
   const tasks = new Map<string, TaskState>();
+  /** Code API calls waiting for their child job, by request id. */
+  const calls = new Map<string, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  let callSeq = 0;
+  const request = (taskId: string, frame: (id: string) => AlgorithmFrame): Promise<unknown> =>
+    new Promise((resolve, reject) => {
+      const id = `${taskId}/${++callSeq}`;
+      calls.set(id, { resolve, reject });
+      send(frame(id));
+    });
+  const answer = (
+    id: string,
+    response: unknown,
+    storage: InitializeData['storage'] | undefined,
+    error?: string,
+  ): void => {
+    const call = calls.get(id);
+    if (!call) return;
+    calls.delete(id);
+    if (error !== undefined) call.reject(new Error(error));
+    else {
+      try {
+        call.resolve(resolveRefs(response, storage ?? {}, cache));
+      } catch (err) {
+        call.reject(err instanceof Error ? err : new Error(String(err)));
+      }
+    }
+  };
 
   const send = (frame: AlgorithmFrame): void => {
     if (ws.readyState === WebSocket.OPEN) ws.send(encodeFrame(frame));
@@ -192,6 +255,36 @@ export function run(algorithm: Algorithm, options: RunOptions = {}): Promise<voi
             send({ command: 'progress', data: { taskId, percent: Number(percent), message: String(message) } });
         },
         signal: state.abort.signal,
+        startAlgorithm: (name, input = [], options) =>
+          request(taskId, (execId) => ({
+            command: 'startAlgorithmExecution',
+            data: { execId, algorithmName: name, input, includeResult: includeResultOf(options) },
+          })),
+        startStoredSubpipeline: (name, flowInput, options) =>
+          request(taskId, (subPipelineId) => ({
+            command: 'startStoredSubPipeline',
+            data: {
+              subPipelineId,
+              subPipeline: flowInput ? { name, flowInput } : { name },
+              includeResult: includeResultOf(options),
+            },
+          })) as Promise<SubpipelineResult[] | undefined>,
+        startRawSubpipeline: (descriptorOrName, ...rest) => {
+          let subPipeline: Record<string, unknown>;
+          let includeResult: boolean;
+          if (typeof descriptorOrName === 'string') {
+            const [nodes, flowInput, options, webhooks, include] = rest;
+            subPipeline = { name: descriptorOrName, nodes, flowInput, options, webhooks };
+            includeResult = include !== false;
+          } else {
+            subPipeline = descriptorOrName;
+            includeResult = includeResultOf(rest[0]);
+          }
+          return request(taskId, (subPipelineId) => ({
+            command: 'startRawSubPipeline',
+            data: { subPipelineId, subPipeline, includeResult },
+          })) as Promise<SubpipelineResult[] | undefined>;
+        },
       };
       let result: unknown;
       try {
@@ -274,9 +367,25 @@ export function run(algorithm: Algorithm, options: RunOptions = {}): Promise<voi
         case 'exit':
           ws.close();
           break;
+        case 'algorithmExecutionDone':
+          answer(frame.data.execId, frame.data.response, frame.data.storage);
+          break;
+        case 'algorithmExecutionError':
+          answer(frame.data.execId, undefined, undefined, frame.data.error);
+          break;
+        case 'subPipelineDone':
+          answer(frame.data.subPipelineId, frame.data.response, frame.data.storage);
+          break;
+        case 'subPipelineError':
+          answer(frame.data.subPipelineId, undefined, undefined, frame.data.error);
+          break;
       }
     });
-    ws.on('close', () => resolve());
+    ws.on('close', () => {
+      for (const call of calls.values()) call.reject(new Error('the sidecar went away before the child job ended'));
+      calls.clear();
+      resolve();
+    });
     ws.on('error', (err) => {
       if (!opened) reject(new Error(`run(): cannot connect to the sidecar at ${url}: ${err.message}`));
     });

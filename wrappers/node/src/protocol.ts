@@ -37,7 +37,19 @@ export type SidecarFrame =
   | { command: 'initialize'; data: InitializeData }
   | { command: 'start'; data: { taskId: string } }
   | { command: 'stop'; data: { taskId: string; forceStop: boolean; reason: string } }
-  | { command: 'exit'; data: { exitCode: number } };
+  | { command: 'exit'; data: { exitCode: number } }
+  // Answers to the code API (HKube's names). `response` may hold BlobRef
+  // values; `storage` says where to read them, as in initialize.
+  | {
+      command: 'algorithmExecutionDone';
+      data: { execId: string; response: unknown; storage: Record<string, StagedBlob> };
+    }
+  | { command: 'algorithmExecutionError'; data: { execId: string; error: string } }
+  | {
+      command: 'subPipelineDone';
+      data: { subPipelineId: string; response: unknown; storage: Record<string, StagedBlob> };
+    }
+  | { command: 'subPipelineError'; data: { subPipelineId: string; error: string } };
 
 export interface WireFailure {
   type: string;
@@ -59,7 +71,24 @@ export type AlgorithmFrame =
       };
     }
   | { command: 'errorMessage'; data: { taskId: string; error: WireFailure } }
-  | { command: 'stopped'; data: { taskId: string } };
+  | { command: 'stopped'; data: { taskId: string } }
+  // The code API: start a job from the running task (HKube's names and fields).
+  | {
+      command: 'startAlgorithmExecution';
+      data: { execId: string; algorithmName: string; input: unknown[]; includeResult: boolean };
+    }
+  | {
+      command: 'startStoredSubPipeline';
+      data: {
+        subPipelineId: string;
+        subPipeline: { name: string; flowInput?: Record<string, unknown> };
+        includeResult: boolean;
+      };
+    }
+  | {
+      command: 'startRawSubPipeline';
+      data: { subPipelineId: string; subPipeline: Record<string, unknown>; includeResult: boolean };
+    };
 
 export function encodeFrame(frame: SidecarFrame | AlgorithmFrame): Buffer {
   return encode(frame);

@@ -5,8 +5,17 @@ import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { credentials, type ClientDuplexStream } from '@grpc/grpc-js';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { decode, encode, openBlobStore, type BlobStore, type Logger } from '@weft/common';
-import { WorkersClient, type Task, type WorkerCommand, type WorkerEvent } from '@weft/proto';
+import { BlobRef, decode, encode, openBlobStore, type BlobStore, type Logger } from '@weft/common';
+import {
+  JobState,
+  PipelineDescriptor,
+  WorkersClient,
+  type JobDone,
+  type SubmitJob,
+  type Task,
+  type WorkerCommand,
+  type WorkerEvent,
+} from '@weft/proto';
 import { decodeFrame, encodeFrame, type AlgorithmFrame, type SidecarFrame, type WireFailure } from '../protocol.js';
 
 /** Version of the worker stream protocol this sidecar speaks (Hello.protocol_version). */
@@ -215,6 +224,9 @@ export class Sidecar {
       case 'exit':
         this.shutdown(c.value.exitCode, `asked to exit: ${c.value.reason}`);
         return;
+      case 'jobDone':
+        this.jobDone(c.value);
+        return;
     }
   }
 
@@ -286,8 +298,113 @@ export class Sidecar {
     this.maybeReady();
   }
 
+  /** Code API calls on their way, by request id: whether the caller wants one value or a list. */
+  private readonly calls = new Map<string, 'algorithm' | 'pipeline'>();
+
+  /** A code API call: the running task starts a job. */
+  private submitJob(
+    requestId: string,
+    kind: 'algorithm' | 'pipeline',
+    what: SubmitJob['what'],
+    includeResult: boolean,
+  ): void {
+    const taskId = this.current?.taskId;
+    if (!taskId) {
+      this.toAlgorithm(this.callFailed(requestId, kind, 'no task is running on this worker'));
+      return;
+    }
+    this.calls.set(requestId, kind);
+    this.emit({ event: { $case: 'submitJob', value: { requestId, taskId, what, includeResult } } });
+  }
+
+  private callFailed(requestId: string, kind: 'algorithm' | 'pipeline', error: string): SidecarFrame {
+    return kind === 'algorithm'
+      ? { command: 'algorithmExecutionError', data: { execId: requestId, error } }
+      : { command: 'subPipelineError', data: { subPipelineId: requestId, error } };
+  }
+
+  private jobDone(done: JobDone): void {
+    const kind = this.calls.get(done.requestId);
+    if (!kind) return;
+    this.calls.delete(done.requestId);
+    if (done.state !== JobState.JOB_STATE_COMPLETED) {
+      const how = done.jobId
+        ? `child job ${done.jobId} ${JobState[done.state].replace('JOB_STATE_', '').toLowerCase()}`
+        : 'child job';
+      this.toAlgorithm(this.callFailed(done.requestId, kind, `${how}: ${done.error || 'no reason given'}`));
+      return;
+    }
+    const storage: Record<string, { path: string }> = {};
+    const results = done.results.map((r) => {
+      const k = r.result?.kind;
+      let value: unknown = null;
+      if (k?.$case === 'inline') value = decode(k.value);
+      else if (k?.$case === 'ref' && this.store?.localPath) {
+        // Large results stay in storage; the wrapper reads them where they are.
+        storage[k.value.key] = { path: this.store.localPath(k.value.key) };
+        value = new BlobRef(k.value.key, []);
+      }
+      return {
+        nodeName: r.nodeName,
+        algorithmName: r.algorithmName,
+        ...(r.batchIndex >= 0 ? { batchIndex: r.batchIndex } : {}),
+        result: value,
+      };
+    });
+    if (kind === 'algorithm') {
+      this.toAlgorithm({
+        command: 'algorithmExecutionDone',
+        data: { execId: done.requestId, response: results[0]?.result, storage },
+      });
+    } else {
+      this.toAlgorithm({
+        command: 'subPipelineDone',
+        data: { subPipelineId: done.requestId, response: results, storage },
+      });
+    }
+  }
+
   private onFrame(f: AlgorithmFrame): void {
     switch (f.command) {
+      case 'startAlgorithmExecution':
+        this.submitJob(
+          f.data.execId,
+          'algorithm',
+          { $case: 'algorithm', value: { name: f.data.algorithmName, input: encode(f.data.input ?? []) } },
+          f.data.includeResult !== false,
+        );
+        return;
+      case 'startStoredSubPipeline':
+        this.submitJob(
+          f.data.subPipelineId,
+          'pipeline',
+          {
+            $case: 'stored',
+            value: {
+              name: f.data.subPipeline.name,
+              flowInput: f.data.subPipeline.flowInput ? encode(f.data.subPipeline.flowInput) : Buffer.alloc(0),
+            },
+          },
+          f.data.includeResult !== false,
+        );
+        return;
+      case 'startRawSubPipeline': {
+        const { flowInput, ...descriptor } = f.data.subPipeline;
+        this.submitJob(
+          f.data.subPipelineId,
+          'pipeline',
+          {
+            $case: 'raw',
+            value: {
+              pipeline: PipelineDescriptor.fromJSON(descriptor),
+              // msgpack, not the descriptor's Struct: binary values survive.
+              flowInput: flowInput ? encode(flowInput) : Buffer.alloc(0),
+            },
+          },
+          f.data.includeResult !== false,
+        );
+        return;
+      }
       case 'initialized':
         this.emit({ event: { $case: 'initialized', value: { taskId: f.data.taskId } } });
         return;
