@@ -48,7 +48,8 @@ class FakeSidecar:
 
     async def _handler(self, ws: Any, path: str = "") -> None:
         self.connections += 1
-        self.paths.append(getattr(ws, "path", path))
+        # websockets 10 has ws.path; newer versions ws.request.path.
+        self.paths.append(getattr(ws, "path", None) or getattr(getattr(ws, "request", None), "path", path))
         self._ws = ws
         self._connected.set()
         try:

@@ -1,10 +1,10 @@
 """run(): serves tasks from the sidecar over the local protocol (docs/protocols.md section 2).
 
-The WebSocket is driven by an asyncio loop in the calling thread. The
-algorithm's ``init`` and ``start`` run in a worker thread, so a ``start`` that
-blocks (or spins) never keeps the loop from reading the next frame: a ``stop``
-is seen, and ``stop()`` called, while ``start`` is still running. ``stop()``
-runs in a thread of its own.
+The calling thread reads the WebSocket (websockets' protocol on a plain socket,
+see connection.py). The algorithm's ``init`` and ``start`` run in a worker
+thread, so a ``start`` that blocks (or spins) never keeps the shim from reading
+the next frame: a ``stop`` is seen, and ``stop()`` called, while ``start`` is
+still running. ``stop()`` runs in a thread of its own. Any thread sends.
 """
 
 from __future__ import annotations
@@ -20,17 +20,10 @@ import traceback
 from collections import OrderedDict
 from typing import Any, Callable, Dict, Optional
 
-try:
-    import websockets
-except ImportError as exc:  # pragma: no cover - depends on the machine
-    raise ImportError(
-        "weft_shim needs the websockets package: apt-get install python3-websockets "
-        "(Debian/Ubuntu, for /usr/bin/python3) or pip install 'websockets>=10.4'"
-    ) from exc
-
 import msgpack
 
 from .codec import MISSING, BlobRef, get_path, packb, shape_of, split_save_path, unpackb, unpackb_counting
+from .connection import Connection
 
 #: Version stated in the connection URL (``?protocol=1``).
 LOCAL_PROTOCOL_VERSION = 1
@@ -195,7 +188,7 @@ class Api:
         """Reports progress (0-100) to ``weft exec watch`` and the job's watchers."""
         if self._task.stopping:
             return
-        self._shim.post(
+        self._shim.send(
             _frame(
                 "progress",
                 {"taskId": self._task.task_id, "percent": float(percent), "message": str(message)},
@@ -231,9 +224,13 @@ class _Task:
         }
         self.started = False
         self.stopping = False
+        # init (and input) done in the reading thread: there was no init to run and no blob to read.
+        self.initialized_here = False
+        # A job for this task went to the worker thread.
+        self.submitted = False
         self.go = threading.Event()  # start arrived, or stop did
         self.stop_event = threading.Event()
-        self.finished: "Optional[asyncio.Future[None]]" = None
+        self.finished = threading.Event()  # nothing of the task runs any more
 
 
 class _Worker(threading.Thread):
@@ -254,26 +251,6 @@ class _Worker(threading.Thread):
                 self.busy = False
 
 
-def _in_thread(loop: asyncio.AbstractEventLoop, fn: Callable[[], Any], name: str) -> "asyncio.Future[Any]":
-    """Runs fn in a new daemon thread; the future resolves (on loop) when it returns."""
-    fut: "asyncio.Future[Any]" = loop.create_future()
-
-    def settle(ok: bool, v: Any) -> None:
-        if not fut.done():
-            fut.set_result(v) if ok else fut.set_exception(v)
-
-    def body() -> None:
-        try:
-            r = fn()
-        except BaseException as e:  # noqa: BLE001 - reported to the awaiting side
-            loop.call_soon_threadsafe(settle, False, e)
-        else:
-            loop.call_soon_threadsafe(settle, True, r)
-
-    threading.Thread(target=body, name=name, daemon=True).start()
-    return fut
-
-
 class _Shim:
     def __init__(
         self,
@@ -291,41 +268,16 @@ class _Shim:
         self.url = url
         self.cache = _BlobCache(cache_bytes)
         self.tasks: Dict[str, _Task] = {}
+        self.tasks_lock = threading.Lock()
         self.worker = _Worker()
-        self.loop: Optional[asyncio.AbstractEventLoop] = None
-        self.outbox: "Optional[asyncio.Queue[bytes]]" = None
-        self.loop_thread: Optional[int] = None
+        self.conn: Optional[Connection] = None
 
-    # -- sending ---------------------------------------------------------
-
-    def post(self, data: bytes) -> None:
-        """Queues a frame for the sidecar; callable from any thread, frames leave in order."""
-        assert self.loop is not None and self.outbox is not None
-        if threading.get_ident() == self.loop_thread:
-            self.outbox.put_nowait(data)
-        else:
-            try:
-                self.loop.call_soon_threadsafe(self.outbox.put_nowait, data)
-            except RuntimeError:
-                pass  # the loop is closed: the sidecar is gone
-
-    async def _sender(self, ws: Any) -> None:
-        assert self.outbox is not None
-        while True:
-            data = await self.outbox.get()
-            await ws.send(data)
+    def send(self, *frames: bytes) -> None:
+        """Sends frames to the sidecar, in order, in one write; from any thread."""
+        if self.conn is not None:
+            self.conn.send(*frames)
 
     # -- the task, in the worker thread ------------------------------------
-
-    def _run_task(self, t: _Task) -> None:
-        try:
-            self._task_body(t)
-        finally:
-            assert self.loop is not None
-            try:
-                self.loop.call_soon_threadsafe(self._finished, t)
-            except RuntimeError:
-                pass
 
     def _fail(self, t: _Task, exc: BaseException) -> None:
         if isinstance(exc, SystemExit):
@@ -335,27 +287,52 @@ class _Shim:
             sys.stdout.flush()
             os._exit(code)
         if not t.stopping:
-            self.post(_frame("errorMessage", {"taskId": t.task_id, "error": failure(exc)}))
+            self.send(_frame("errorMessage", {"taskId": t.task_id, "error": failure(exc)}))
 
-    def _task_body(self, t: _Task) -> None:
-        data = t.data
+    def _prepare(self, t: _Task) -> None:
+        """Resolves the task's input (BlobRefs read from the blob files) and runs init."""
+        raw_input = t.data.get("input")
+        if not isinstance(raw_input, list):
+            raw_input = [] if raw_input is None else [raw_input]
+        storage = t.data.get("storage") or {}
+        t.args["input"] = _resolve(raw_input, storage, self.cache) if t.refs else raw_input
+        if self.init:
+            self.init(t.args)
+
+    def _run_task(self, t: _Task) -> None:
+        """The whole task in the worker thread: input, init, then start once it is asked for."""
         try:
-            raw_input = data.get("input")
-            if not isinstance(raw_input, list):
-                raw_input = [] if raw_input is None else [raw_input]
-            storage = data.get("storage") or {}
-            t.args["input"] = _resolve(raw_input, storage, self.cache) if t.refs else raw_input
-            if self.init:
-                self.init(t.args)
-        except BaseException as e:  # noqa: BLE001
-            self._fail(t, e)
-            return
-        self.post(_frame("initialized", {"taskId": t.task_id}))
-        # start may arrive before init finished: it runs only after a successful init.
-        t.go.wait()
-        if t.stopping or not t.started:
-            return
-        self.post(_frame("started", {"taskId": t.task_id}))
+            try:
+                self._prepare(t)
+            except BaseException as e:  # noqa: BLE001
+                self._fail(t, e)
+                return
+            initialized = _frame("initialized", {"taskId": t.task_id})
+            if t.go.is_set():
+                # start is already here (it comes right behind initialize): both frames in one write.
+                pending: "tuple[bytes, ...]" = (initialized,)
+            else:
+                self.send(initialized)
+                pending = ()
+            # start may arrive before init finished: it runs only after a successful init.
+            t.go.wait()
+            if t.stopping or not t.started:
+                if pending:
+                    self.send(*pending)
+                return
+            self.send(*pending, _frame("started", {"taskId": t.task_id}))
+            self._start_body(t)
+        finally:
+            self._finished(t)
+
+    def _run_start(self, t: _Task) -> None:
+        try:
+            self._start_body(t)
+        finally:
+            self._finished(t)
+
+    def _start_body(self, t: _Task) -> None:
+        """start, and its result or error."""
         try:
             result = self.start(t.args, Api(t, self))
         except BaseException as e:  # noqa: BLE001
@@ -377,111 +354,141 @@ class _Shim:
             # Large results go straight to the shared volume; only their shape travels.
             write_atomic(path, encoded)
             metadata = {p: shape_of(get_path(result, split_save_path(p))) for p in t.data.get("savePaths") or []}
-            self.post(
-                _frame("done", {"taskId": t.task_id, "stored": {"size": len(encoded)}, "metadata": metadata})
-            )
+            self.send(_frame("done", {"taskId": t.task_id, "stored": {"size": len(encoded)}, "metadata": metadata}))
         else:
-            self.post(_done_inline(t.task_id, encoded))
-
-    # -- frames, in the loop ---------------------------------------------
+            self.send(_done_inline(t.task_id, encoded))
 
     def _finished(self, t: _Task) -> None:
-        if self.tasks.get(t.task_id) is t:
-            del self.tasks[t.task_id]
-        if t.finished is not None and not t.finished.done():
-            t.finished.set_result(None)
+        """Nothing of the task runs any more (and it has sent its last frame)."""
+        with self.tasks_lock:
+            if self.tasks.get(t.task_id) is t and not t.stopping:
+                del self.tasks[t.task_id]
+        t.finished.set()
+
+    # -- frames, in the reading thread --------------------------------------
 
     def _on_initialize(self, data: Any, refs: int) -> None:
         if not isinstance(data, dict) or not isinstance(data.get("taskId"), str):
             _log("dropped an initialize frame without a taskId")
             return
-        assert self.loop is not None
         t = _Task(data, refs)
-        t.finished = self.loop.create_future()
-        self.tasks[t.task_id] = t
-        self.worker.jobs.put(lambda: self._run_task(t))
+        with self.tasks_lock:
+            self.tasks[t.task_id] = t
+        if self.init is None and not refs:
+            # Nothing to read and no init to run: the task is initialized at once, here,
+            # and the worker thread is needed only for start (one thread hop per task).
+            self._prepare(t)
+            t.initialized_here = True
+            self.send(_frame("initialized", {"taskId": t.task_id}))
+        else:
+            t.submitted = True
+            self.worker.jobs.put(lambda: self._run_task(t))
 
     def _on_start(self, task_id: Any) -> None:
-        t = self.tasks.get(task_id)
-        if t is None or t.started:
+        with self.tasks_lock:
+            t = self.tasks.get(task_id)
+        if t is None or t.started or t.stopping:
             return
         t.started = True
-        t.go.set()
+        if t.initialized_here:
+            self.send(_frame("started", {"taskId": t.task_id}))
+            t.submitted = True
+            self.worker.jobs.put(lambda: self._run_start(t))
+        else:
+            t.go.set()
 
     def _on_stop(self, task_id: Any) -> None:
-        t = self.tasks.get(task_id)
+        with self.tasks_lock:
+            t = self.tasks.get(task_id)
+            if t is not None and t.stopping:
+                return
+            if t is not None:
+                t.stopping = True
         if t is None:
-            self.post(_frame("stopped", {"taskId": task_id}))
+            self.send(_frame("stopped", {"taskId": task_id}))
             return
-        if t.stopping:
-            return
-        t.stopping = True
         t.stop_event.set()
         t.go.set()
-        asyncio.ensure_future(self._stop(t))
+        if not t.submitted:
+            t.finished.set()  # initialized here and never started: nothing runs
+        threading.Thread(target=self._stop_task, args=(t,), name="weft-stop", daemon=True).start()
 
-    async def _stop(self, t: _Task) -> None:
-        assert self.loop is not None
+    def _stop_task(self, t: _Task) -> None:
         if self.stop:
-            stop = self.stop
             try:
-                await _in_thread(self.loop, lambda: stop(t.args), "weft-stop")
+                self.stop(t.args)
             except BaseException as e:  # noqa: BLE001
                 _log("stop() failed: %s: %s" % (type(e).__name__, e))
         # The worker is reusable only once start has returned.
-        if t.finished is not None:
-            await t.finished
-        self.tasks.pop(t.task_id, None)
-        self.post(_frame("stopped", {"taskId": t.task_id}))
+        t.finished.wait()
+        with self.tasks_lock:
+            if self.tasks.get(t.task_id) is t:
+                del self.tasks[t.task_id]
+        self.send(_frame("stopped", {"taskId": t.task_id}))
 
-    async def serve(self) -> None:
+    def _on_exit(self, data: Any) -> None:
+        if self.exit:
+            try:
+                self.exit(data)
+            except Exception as e:  # noqa: BLE001
+                _log("exit() failed: %s: %s" % (type(e).__name__, e))
+
+    def serve(self) -> None:
         global served
-        self.loop = asyncio.get_running_loop()
-        self.loop_thread = threading.get_ident()
-        self.outbox = asyncio.Queue()
         sep = "&" if "?" in self.url else "?"
         full = "%s%sprotocol=%d&encoding=msgpack" % (self.url, sep, LOCAL_PROTOCOL_VERSION)
         try:
-            ws = await websockets.connect(full, compression=None, max_size=None, ping_interval=None, close_timeout=1)
+            conn = Connection(full)
         except Exception as e:
             raise ConnectionError("run(): cannot connect to the sidecar at %s: %s" % (self.url, e)) from e
+        self.conn = conn
         served = True
         self.worker.start()
-        sender = asyncio.ensure_future(self._sender(ws))
         try:
-            async for raw in ws:
-                if not isinstance(raw, (bytes, bytearray)):
-                    _log("dropped a text frame from the sidecar")
-                    continue
+            while True:
+                messages = conn.receive()
+                if messages is None:
+                    return
+                # Frames that arrived together are answered together (initialized + started: one write).
+                conn.cork()
                 try:
-                    frame, refs = unpackb_counting(raw)
-                    if not isinstance(frame, dict) or not isinstance(frame.get("command"), str):
-                        raise ValueError('expected a map with a string "command"')
-                except Exception as e:  # noqa: BLE001
-                    _log("dropped a malformed frame from the sidecar: %s" % e)
-                    continue
-                command, data = frame["command"], frame.get("data") or {}
-                if command == "initialize":
-                    self._on_initialize(data, refs)
-                elif command == "start":
-                    self._on_start(data.get("taskId"))
-                elif command == "stop":
-                    self._on_stop(data.get("taskId"))
-                elif command == "exit":
-                    if self.exit:
-                        try:
-                            self.exit(data)
-                        except Exception as e:  # noqa: BLE001
-                            _log("exit() failed: %s: %s" % (type(e).__name__, e))
-                    break
-        except websockets.ConnectionClosed:
-            pass
+                    for raw in messages:
+                        if self._on_message(raw):
+                            return
+                finally:
+                    conn.uncork()
         finally:
-            sender.cancel()
-            await ws.close()
+            conn.close()
+
+    def _on_message(self, raw: Any) -> bool:
+        """Handles one frame; True when the sidecar said exit."""
+        if not isinstance(raw, bytes):
+            _log("dropped a text frame from the sidecar")
+            return False
+        try:
+            frame, refs = unpackb_counting(raw)
+            if not isinstance(frame, dict) or not isinstance(frame.get("command"), str):
+                raise ValueError('expected a map with a string "command"')
+        except Exception as e:  # noqa: BLE001
+            _log("dropped a malformed frame from the sidecar: %s" % e)
+            return False
+        command, data = frame["command"], frame.get("data") or {}
+        if not isinstance(data, dict):
+            data = {}
+        if command == "initialize":
+            self._on_initialize(data, refs)
+        elif command == "start":
+            self._on_start(data.get("taskId"))
+        elif command == "stop":
+            self._on_stop(data.get("taskId"))
+        elif command == "exit":
+            self._on_exit(data)
+            return True
+        return False
 
     def busy(self) -> bool:
-        return self.worker.busy or bool(self.tasks)
+        with self.tasks_lock:
+            return self.worker.busy or bool(self.tasks)
 
 
 def busy() -> bool:
@@ -510,6 +517,7 @@ def run(
     ``url`` defaults to the environment variable WEFT_SOCKET_URL, which the
     sidecar sets. ``cache_bytes`` bounds the decoded input blobs kept for reuse.
     """
+    global _last
     if not callable(start):
         raise TypeError("run(): start must be a function start(args, api) or start(args)")
     target = url or os.environ.get("WEFT_SOCKET_URL")
@@ -518,10 +526,9 @@ def run(
             "run(): no sidecar to talk to; WEFT_SOCKET_URL is not set (algorithms are started by weft-sidecar)"
         )
     shim = _Shim(start, init, stop, exit, target, cache_bytes)
-    global _last
     _last = shim
-    asyncio.run(shim.serve())
     # A start() that never returned lives on in a daemon thread: it does not keep the process alive.
+    shim.serve()
+
 
 __all__ = ["Api", "InputError", "run", "failure", "write_atomic", "served"]
-
