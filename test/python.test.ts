@@ -240,6 +240,30 @@ describe('Python algorithms', () => {
     expect(text).toMatch(/requirements\.txt, which the local executor does NOT install/);
   });
 
+  it('runs child jobs from Python code with the code API (api.start_algorithm, start_*_subpipeline)', async () => {
+    await c.store({
+      name: 'py-doubler',
+      nodes: [{ nodeName: 'D', algorithmName: 'py-echo', input: ['@flowInput.n'] }],
+    });
+    const call = async (mode: string): Promise<unknown> => {
+      const jobId = await c.exec({
+        name: 'caller',
+        nodes: [{ nodeName: 'C', algorithmName: 'py-caller', input: [mode] }],
+      });
+      const st = await c.wait(jobId, 30_000);
+      expect(st.state, st.error).toBe(JobState.JOB_STATE_COMPLETED);
+      if (mode === 'algorithm') expect(st.childJobIds).toHaveLength(1);
+      return (await c.values(jobId))[0];
+    };
+    expect(await call('algorithm')).toEqual({ n: 21 });
+    expect(await call('stored')).toEqual([{ nodeName: 'D', algorithmName: 'py-echo', result: 5 }]);
+    const [raw] = (await call('raw')) as [{ result: Buffer }];
+    expect([...raw.result]).toEqual([1, 2, 3]);
+    expect(await call('big')).toBe(2 * 1024 * 1024); // the child's result comes from blob storage
+    expect(await call('fails')).toMatch(/^caught: child job \S+ failed: .*ItemError: item 5 is out of range/);
+    expect(await call('noresult')).toEqual({ got: null });
+  });
+
   it('fails the job when the Python entry point cannot be imported, leaving the traceback in the worker log', async () => {
     const jobId = await c.exec({ name: 'p', nodes: [{ nodeName: 'X', algorithmName: 'py-broken', input: [] }] });
     const st = await c.wait(jobId);

@@ -17,7 +17,7 @@ sys.path.insert(0, HERE)
 
 from fake_sidecar import FakeSidecar, task  # noqa: E402
 
-from weft_shim import BlobRef, run  # noqa: E402
+from weft_shim import BlobRef, CodeApiError, run  # noqa: E402
 from weft_shim.codec import packb, unpackb  # noqa: E402
 
 
@@ -435,6 +435,70 @@ class StopTest(ProtocolTestCase):
         self.fake.send("stop", {"taskId": "job-1:0:0", "forceStop": False, "reason": ""})
         self.fake.recv_until("stopped")
         self.assertLess(time.monotonic() - t0, 2)
+
+
+class CodeApiTest(ProtocolTestCase):
+    def test_start_algorithm_sends_hkubes_frame_and_returns_the_answer_with_blob_refs_resolved(self) -> None:
+        path = os.path.join(self.tmp, "child")
+        with open(path, "wb") as f:
+            f.write(packb({"big": [1, 2, 3]}))
+        self.shim(lambda args, api: api.start_algorithm("child-alg", [1, b"\x00"]))
+        self.fake.send("initialize", task())
+        self.fake.send("start", {"taskId": "job-1:0:0"})
+        req = self.fake.recv_until("startAlgorithmExecution")[-1]["data"]
+        self.assertEqual(
+            req,
+            {"execId": "job-1:0:0/1", "algorithmName": "child-alg", "input": [1, b"\x00"], "includeResult": True},
+        )
+        self.fake.send(
+            "algorithmExecutionDone",
+            {"execId": req["execId"], "response": BlobRef("jobs/c/0/0", ["big"]), "storage": {"jobs/c/0/0": {"path": path}}},
+        )
+        self.assertEqual(self.fake.recv_until("done")[-1]["data"]["value"], [1, 2, 3])
+
+    def test_subpipelines_in_both_forms_and_a_failing_child(self) -> None:
+        def start(args: Dict[str, Any], api: Any) -> Any:
+            out = [api.start_stored_subpipeline("stored", {"n": 5})]
+            out.append(api.start_raw_subpipeline("raw", [{"nodeName": "E"}], {"x": b"\x01"}, includeResult=False))
+            try:
+                api.start_raw_subpipeline({"name": "whole", "nodes": []})
+            except CodeApiError as e:
+                out.append("caught: %s" % e)
+            return out
+
+        self.shim(start)
+        self.fake.send("initialize", task())
+        self.fake.send("start", {"taskId": "job-1:0:0"})
+        req = self.fake.recv_until("startStoredSubPipeline")[-1]["data"]
+        self.assertEqual(req["subPipeline"], {"name": "stored", "flowInput": {"n": 5}})
+        result = [{"nodeName": "D", "algorithmName": "a", "result": 10}]
+        self.fake.send("subPipelineDone", {"subPipelineId": req["subPipelineId"], "response": result, "storage": {}})
+        req = self.fake.recv_until("startRawSubPipeline")[-1]["data"]
+        self.assertEqual(req["subPipeline"], {"name": "raw", "nodes": [{"nodeName": "E"}], "flowInput": {"x": b"\x01"}})
+        self.assertFalse(req["includeResult"])
+        self.fake.send("subPipelineDone", {"subPipelineId": req["subPipelineId"], "response": None, "storage": {}})
+        req = self.fake.recv_until("startRawSubPipeline")[-1]["data"]
+        self.assertEqual(req["subPipeline"], {"name": "whole", "nodes": []})
+        self.fake.send("subPipelineError", {"subPipelineId": req["subPipelineId"], "error": "child job x failed: boom"})
+        done = self.fake.recv_until("done")[-1]["data"]
+        self.assertEqual(done["value"], [result, None, "caught: child job x failed: boom"])
+
+    def test_a_stop_ends_a_call_that_waits_for_its_child(self) -> None:
+        seen: List[str] = []
+
+        def start(args: Dict[str, Any], api: Any) -> None:
+            try:
+                api.start_algorithm("slow")
+            except CodeApiError as e:
+                seen.append(str(e))
+
+        self.shim(start)
+        self.fake.send("initialize", task())
+        self.fake.send("start", {"taskId": "job-1:0:0"})
+        self.fake.recv_until("startAlgorithmExecution")
+        self.fake.send("stop", {"taskId": "job-1:0:0", "forceStop": False, "reason": ""})
+        self.assertEqual(self.fake.recv_until("stopped")[-1]["data"], {"taskId": "job-1:0:0"})
+        self.assertEqual(seen, ["the task was asked to stop"])
 
 
 if __name__ == "__main__":

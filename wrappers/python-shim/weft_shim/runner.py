@@ -18,7 +18,7 @@ import sys
 import threading
 import traceback
 from collections import OrderedDict
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import msgpack
 
@@ -205,6 +205,76 @@ class Api:
         """Set when the task is asked to stop: ``api.stop_event.wait(timeout)`` sleeps until then."""
         return self._task.stop_event
 
+    # -- the code API (HKube's hkubeApi): each call runs a child job and blocks until it ends --
+
+    def start_algorithm(self, name: str, input: Optional[List[Any]] = None, includeResult: bool = True) -> Any:
+        """Runs one algorithm as a child job; returns its result (None with includeResult=False).
+
+        Raises :class:`CodeApiError` when the child job fails.
+        """
+        return self._shim.call(
+            self._task,
+            "startAlgorithmExecution",
+            "execId",
+            {"algorithmName": name, "input": [] if input is None else list(input), "includeResult": includeResult},
+        )
+
+    def start_stored_subpipeline(
+        self, name: str, flowInput: Optional[Dict[str, Any]] = None, includeResult: bool = True
+    ) -> Any:
+        """Runs a stored pipeline as a child job; returns its results, a list of
+        ``{nodeName, algorithmName, result}`` (HKube's shape), or None with includeResult=False."""
+        sub: Dict[str, Any] = {"name": name}
+        if flowInput is not None:
+            sub["flowInput"] = flowInput
+        return self._shim.call(
+            self._task, "startStoredSubPipeline", "subPipelineId", {"subPipeline": sub, "includeResult": includeResult}
+        )
+
+    def start_raw_subpipeline(
+        self,
+        name: Any,
+        nodes: Optional[List[Dict[str, Any]]] = None,
+        flowInput: Optional[Dict[str, Any]] = None,
+        options: Optional[Dict[str, Any]] = None,
+        webhooks: Optional[Dict[str, Any]] = None,
+        includeResult: bool = True,
+    ) -> Any:
+        """Runs a pipeline given in full as a child job; returns its results like start_stored_subpipeline.
+
+        HKube's form ``(name, nodes, flowInput, options, webhooks, includeResult)``, or a whole
+        descriptor dict as the first argument: ``start_raw_subpipeline({"name": ..., "nodes": [...]})``.
+        """
+        if isinstance(name, dict):
+            sub = dict(name)
+        else:
+            sub = {"name": name, "nodes": nodes or []}
+            if flowInput is not None:
+                sub["flowInput"] = flowInput
+            if options is not None:
+                sub["options"] = options
+            if webhooks is not None:
+                sub["webhooks"] = webhooks
+        return self._shim.call(
+            self._task, "startRawSubPipeline", "subPipelineId", {"subPipeline": sub, "includeResult": includeResult}
+        )
+
+
+class CodeApiError(Exception):
+    """A child job started with the code API did not complete (its error is the message)."""
+
+
+class _Call:
+    """A code API call waiting for its answer."""
+
+    def __init__(self, task: "_Task") -> None:
+        self.task = task
+        self.done = threading.Event()
+        self.response: Any = None
+        self.storage: Dict[str, Any] = {}
+        self.refs = 0
+        self.error: Optional[str] = None
+
 
 class _Task:
     def __init__(self, data: Dict[str, Any], refs: int) -> None:
@@ -271,11 +341,56 @@ class _Shim:
         self.tasks_lock = threading.Lock()
         self.worker = _Worker()
         self.conn: Optional[Connection] = None
+        self.calls: Dict[str, _Call] = {}
+        self.call_seq = 0
 
     def send(self, *frames: bytes) -> None:
         """Sends frames to the sidecar, in order, in one write; from any thread."""
         if self.conn is not None:
             self.conn.send(*frames)
+
+    # -- the code API ----------------------------------------------------------
+
+    def call(self, t: "_Task", command: str, id_field: str, data: Dict[str, Any]) -> Any:
+        """Sends a code API request for task t and blocks until the sidecar answers."""
+        c = _Call(t)
+        with self.tasks_lock:
+            if t.stopping:
+                raise CodeApiError("the task is stopping")
+            self.call_seq += 1
+            request_id = "%s/%d" % (t.task_id, self.call_seq)
+            self.calls[request_id] = c
+        payload = dict(data)
+        payload[id_field] = request_id
+        self.send(_frame(command, payload))
+        c.done.wait()
+        if c.error is not None:
+            raise CodeApiError(c.error)
+        if c.refs:
+            return _resolve(c.response, c.storage, self.cache)
+        return c.response
+
+    def _answer(self, request_id: Any, data: Dict[str, Any], refs: int, error: Optional[str]) -> None:
+        with self.tasks_lock:
+            c = self.calls.pop(request_id, None)
+        if c is None:
+            return
+        if error is not None:
+            c.error = error
+        else:
+            c.response = data.get("response")
+            c.storage = data.get("storage") or {}
+            c.refs = refs
+        c.done.set()
+
+    def _fail_calls(self, reason: str, task: "Optional[_Task]" = None) -> None:
+        """Ends waiting calls (of one task, or all) with an error."""
+        with self.tasks_lock:
+            ids = [i for i, c in self.calls.items() if task is None or c.task is task]
+            failed = [self.calls.pop(i) for i in ids]
+        for c in failed:
+            c.error = reason
+            c.done.set()
 
     # -- the task, in the worker thread ------------------------------------
 
@@ -409,6 +524,8 @@ class _Shim:
             return
         t.stop_event.set()
         t.go.set()
+        # A start() waiting for a child job returns now rather than when the child ends.
+        self._fail_calls("the task was asked to stop", t)
         if not t.submitted:
             t.finished.set()  # initialized here and never started: nothing runs
         threading.Thread(target=self._stop_task, args=(t,), name="weft-stop", daemon=True).start()
@@ -458,6 +575,7 @@ class _Shim:
                 finally:
                     conn.uncork()
         finally:
+            self._fail_calls("the sidecar went away before the child job ended")
             conn.close()
 
     def _on_message(self, raw: Any) -> bool:
@@ -484,6 +602,10 @@ class _Shim:
         elif command == "exit":
             self._on_exit(data)
             return True
+        elif command in ("algorithmExecutionDone", "subPipelineDone"):
+            self._answer(data.get("execId", data.get("subPipelineId")), data, refs, None)
+        elif command in ("algorithmExecutionError", "subPipelineError"):
+            self._answer(data.get("execId", data.get("subPipelineId")), data, 0, str(data.get("error", "")))
         return False
 
     def busy(self) -> bool:
@@ -531,4 +653,4 @@ def run(
     shim.serve()
 
 
-__all__ = ["Api", "InputError", "run", "failure", "write_atomic", "served"]
+__all__ = ["Api", "CodeApiError", "InputError", "run", "failure", "write_atomic", "served"]
