@@ -220,6 +220,23 @@ describe('descriptor constructs', () => {
 });
 
 describe('job control', () => {
+  it('holds a task retried while its job is paused until the job resumes', async () => {
+    const marker = join(dir, 'pause-retry');
+    const jobId = await c.exec({
+      name: 'p',
+      nodes: [node('K', 'crashonce-slow', [marker])],
+    });
+    await until(() => existsSync(marker), 20_000, 'the first run');
+    await c.pause({ jobId });
+    // The first run crashes after its marker; its retry must wait for resume.
+    await new Promise((r) => setTimeout(r, 2000));
+    const st = await c.status({ jobId });
+    expect(st.state).toBe(JobState.JOB_STATE_PAUSED);
+    expect(st.nodes[0]?.succeeded).toBe(0);
+    await c.resume({ jobId });
+    expect((await c.wait(jobId)).state).toBe(JobState.JOB_STATE_COMPLETED);
+  });
+
   it('pauses and resumes a job', async () => {
     const jobId = await c.exec({ name: 'p', nodes: [node('S', 'stamp', ['#[1,2,3,4,5,6]', 100])] });
     await until(async () => ((await c.status({ jobId })).nodes[0]?.succeeded ?? 0) >= 1, 20_000, 'a first task');
@@ -284,6 +301,11 @@ describe('job control', () => {
     const r = await weft(['exec', 'ls', '--tag', 'nightly', '--from', since, '-o', 'json'], env());
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain(jobId);
+    const odd = await c.exec({ name: 'tagged', tags: ['night_ly%'], nodes: [node('A', 'echo', [1])] });
+    await c.wait(odd);
+    const oddList = await weft(['exec', 'ls', '--tag', 'night_ly%', '-o', 'json'], env());
+    expect(oddList.stdout).toContain(odd);
+    expect(oddList.stdout).not.toContain(jobId);
     const none = await weft(['exec', 'ls', '--tag', 'weekly', '-o', 'json'], env());
     expect(none.stdout).not.toContain(jobId);
     const graph = await weft(['exec', 'graph', jobId], env());
@@ -304,6 +326,14 @@ describe('triggers', () => {
     const [second] = await c.list({ pipelineName: 'second' });
     expect(second?.parentJobId).toBe(first);
     await until(async () => (await c.list({ pipelineName: 'ticking' })).length >= 2, 10_000, 'two cron runs');
+    // A cycle of pipeline triggers runs each pipeline once, not forever.
+    await c.store({ name: 'ping', nodes: n('P'), triggers: { pipelines: ['pong'] } });
+    await c.store({ name: 'pong', nodes: n('Q'), triggers: { pipelines: ['ping'] } });
+    await c.wait(await c.execStored('ping'));
+    await until(async () => (await c.list({ pipelineName: 'pong' })).length === 1, 10_000, 'pong');
+    await new Promise((r) => setTimeout(r, 1500));
+    expect((await c.list({ pipelineName: 'ping' })).length).toBe(1);
+    expect((await c.list({ pipelineName: 'pong' })).length).toBe(1);
     // Storing it again without the trigger disarms the cron.
     await c.store({ name: 'ticking', nodes: n('T') });
     await new Promise((r) => setTimeout(r, 300));

@@ -116,6 +116,8 @@ export function clients(address: string) {
     status: promisify<{ jobId: string }, JobStatus>(jobs, 'getStatus'),
     result: promisify<{ jobId: string }, JobResult>(jobs, 'getResult'),
     stop: promisify<{ jobId: string; reason: string }, JobStatus>(jobs, 'stop'),
+    pause: promisify<{ jobId: string }, JobStatus>(jobs, 'pause'),
+    resume: promisify<{ jobId: string }, JobStatus>(jobs, 'resume'),
     /** Stores a pipeline given in its JSON (HKube) form. */
     async store(descriptor: Record<string, unknown>): Promise<void> {
       await c.storePipeline({ pipeline: PipelineDescriptor.fromJSON(descriptor) });

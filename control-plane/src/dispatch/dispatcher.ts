@@ -94,9 +94,6 @@ interface Pending {
   timedOut: boolean;
 }
 
-/** What a pending unit looks like to whoever withdraws it (pause) and gives it back (resume). */
-export type WithdrawnUnit = Pending;
-
 type WorkerState = 'starting' | 'ready' | 'busy' | 'exiting' | 'dead';
 
 interface Worker {
@@ -138,6 +135,8 @@ export class Dispatcher {
   private readonly pools = new Map<string, Pool>();
   private readonly workers = new Map<string, Worker>();
   private seq = 0;
+  /** Units of paused jobs, in the order they would run. */
+  private readonly held = new Map<string, Pending[]>();
   /**
    * Handles a job started from a running task's code (the code API); reply
    * sends the answer back to that task's worker, if it is still there.
@@ -177,8 +176,7 @@ export class Dispatcher {
       stopping: false,
       timedOut: false,
     };
-    this.pool(unit.algorithmName).queue.push(p);
-    this.pump(unit.algorithmName);
+    this.enqueue(p);
   }
 
   /**
@@ -186,6 +184,8 @@ export class Dispatcher {
    * stop and are killed if they have not stopped within the grace period.
    */
   stopJob(jobId: string, reason: string): void {
+    for (const p of this.held.get(jobId) ?? []) p.listener.onDone({ status: 'stopped', attempts: p.attempt - 1 });
+    this.held.delete(jobId);
     for (const [, pool] of this.pools) {
       for (const p of pool.queue.removeWhere((q) => q.unit.jobId === jobId)) {
         p.listener.onDone({ status: 'stopped', attempts: p.attempt - 1 });
@@ -203,24 +203,41 @@ export class Dispatcher {
     }
   }
 
-  /** Takes a job's queued units out of the queues (pause); running ones go on. */
-  withdrawJob(jobId: string): WithdrawnUnit[] {
-    const out: WithdrawnUnit[] = [];
+  /**
+   * Holds a job's work back (pause): its queued units leave the queues, and
+   * any unit it submits or retries meanwhile waits too. Running ones go on.
+   */
+  pauseJob(jobId: string): void {
+    const held = this.held.get(jobId) ?? [];
     for (const [alg, pool] of this.pools) {
-      out.push(...pool.queue.removeWhere((q) => q.unit.jobId === jobId));
+      held.push(...pool.queue.removeWhere((q) => q.unit.jobId === jobId));
       this.deps.metrics.tasksQueued.set({ algorithm: alg }, pool.queue.size);
     }
-    return out;
+    this.held.set(jobId, held);
   }
 
-  /** Puts withdrawn units back where they were in line (resume). */
-  requeue(units: WithdrawnUnit[]): void {
+  /** Puts a paused job's units back where they were in line. */
+  resumeJob(jobId: string): void {
+    const held = this.held.get(jobId);
+    this.held.delete(jobId);
+    if (!held) return;
     const algs = new Set<string>();
-    for (const p of units) {
+    for (const p of held) {
       this.pool(p.unit.algorithmName).queue.push(p);
       algs.add(p.unit.algorithmName);
     }
     for (const alg of algs) this.pump(alg);
+  }
+
+  /** Queues a unit, unless its job is paused: then it waits with the job. */
+  private enqueue(p: Pending): void {
+    const held = this.held.get(p.unit.jobId);
+    if (held) {
+      held.push(p);
+      return;
+    }
+    this.pool(p.unit.algorithmName).queue.push(p);
+    this.pump(p.unit.algorithmName);
   }
 
   /** Starts workers until the algorithm has its minHotWorkers. */
@@ -621,8 +638,7 @@ export class Dispatcher {
       p.timedOut = false;
       p.enqueuedAt = performance.now();
       p.listener.onRetry?.(failure, p.attempt);
-      this.pool(p.unit.algorithmName).queue.push(p);
-      this.pump(p.unit.algorithmName);
+      this.enqueue(p);
     } else {
       p.listener.onDone({ status: 'failed', failure, attempts: p.attempt, started: p.started });
     }

@@ -117,6 +117,8 @@ export class JobEngine {
             name,
             nodes: [{ nodeName: name, algorithmName: name, input: input.map((_, i) => `@flowInput.input.${i}`) }],
             flowInput: { input },
+            // The child serves its parent: it queues at the parent's priority.
+            priority: parent?.record.priority ?? 3,
           },
           opts,
         );
@@ -141,6 +143,24 @@ export class JobEngine {
       const error = err instanceof Error ? err.message : String(err);
       reply({ requestId: req.requestId, jobId, state: STATE_TO_PB.failed, results: [], error });
     }
+  }
+
+  /** Jobs a job's algorithms started (not its reruns or the jobs it triggered, which also name it as parent). */
+  private async codeApiChildren(jobId: string): Promise<JobRecord[]> {
+    return (await this.deps.store.listJobs({ parentJobId: jobId })).filter((j) => j.tags.includes('code-api'));
+  }
+
+  /** The pipeline names of a job and the jobs it came from (parent, grandparent, ...), nearest first. */
+  async lineage(jobId: string, max = 100): Promise<string[]> {
+    const names: string[] = [];
+    let id = jobId;
+    for (let i = 0; id && i < max; i++) {
+      const r = this.runs.get(id)?.record ?? (await this.deps.store.getJob(id));
+      if (!r) break;
+      names.push(r.pipelineName);
+      id = r.parentJobId;
+    }
+    return names;
   }
 
   /** Resolves when the job has ended, with how it ended. */
@@ -323,8 +343,8 @@ export class JobEngine {
     this.deps.metrics.jobsActive.inc();
     const run = this.track(record, parsed, flowInput, recorded);
     this.deps.log.info('job resumed', { jobId: record.jobId, recordedTasks: recorded.size, state: record.state });
-    for (const child of await this.deps.store.listJobs({ parentJobId: record.jobId }))
-      run.childJobIds.push(child.jobId);
+    for (const child of await this.codeApiChildren(record.jobId)) run.childJobIds.push(child.jobId);
+    if (record.state === 'paused') this.deps.dispatcher.pauseJob(record.jobId);
     const limit = parsed.options.concurrentPipelines;
     if (record.state === 'pending' && limit) {
       const active = [...this.runs.values()].filter(
@@ -504,9 +524,8 @@ export class JobEngine {
       retry: { ...node.parsed.retry },
       ttlMs: node.parsed.ttl * 1000,
     };
-    const listener = this.listener(run, node, i, batchIndex, taskId);
-    if (run.paused) run.heldNew.push({ unit, listener });
-    else this.deps.dispatcher.submit(unit, listener);
+    // A paused job's units wait in the dispatcher until it resumes.
+    this.deps.dispatcher.submit(unit, this.listener(run, node, i, batchIndex, taskId));
   }
 
   private listener(run: JobRun, node: NodeRun, i: number, batchIndex: number, taskId: string): UnitListener {
@@ -727,8 +746,6 @@ export class JobEngine {
     run.record.error = error;
     run.record.ended = new Date();
     run.clearTimers();
-    run.heldQueued = [];
-    run.heldNew = [];
     for (const n of run.nodes.values()) {
       if (state !== 'completed' && (n.state === 'active' || n.state === 'pending')) n.state = 'stopped';
       if (state !== 'completed') {
@@ -790,7 +807,7 @@ export class JobEngine {
       throw failedPrecondition(`job ${jobId} is ${run.record.state}; only an active job can be paused`);
     }
     run.record.state = 'paused';
-    run.heldQueued.push(...this.deps.dispatcher.withdrawJob(jobId));
+    this.deps.dispatcher.pauseJob(jobId);
     await this.deps.store.updateJob(jobId, { state: 'paused' });
     run.statusChanged();
     return run.status();
@@ -801,10 +818,7 @@ export class JobEngine {
     if (run.record.state !== 'paused') throw failedPrecondition(`job ${jobId} is ${run.record.state}, not paused`);
     run.record.state = 'active';
     await this.deps.store.updateJob(jobId, { state: 'active' });
-    this.deps.dispatcher.requeue(run.heldQueued);
-    for (const h of run.heldNew) this.deps.dispatcher.submit(h.unit, h.listener);
-    run.heldQueued = [];
-    run.heldNew = [];
+    this.deps.dispatcher.resumeJob(jobId);
     run.statusChanged();
     return run.status();
   }
@@ -847,6 +861,12 @@ export class JobEngine {
       }
     }
     const prefilled = tasks.filter((t) => !rerun.has(t.nodeName) && (t.state === 'succeeded' || t.state === 'failed'));
+    const expired = prefilled.find((t) => t.meta['expired']);
+    if (expired) {
+      throw failedPrecondition(
+        `the results of node "${expired.nodeName}" in job ${jobId} were deleted by retention; rerun the whole job instead`,
+      );
+    }
     return this.exec(d, { tags: record.tags, parentJobId: jobId, prefilled });
   }
 
@@ -855,6 +875,10 @@ export class JobEngine {
     if (run) return run;
     const record = await this.deps.store.getJob(jobId);
     if (!record) throw notFound(`job ${jobId} not found`);
+    if (record.state === 'pending' || record.state === 'active' || record.state === 'paused') {
+      // Not in memory yet: the control plane is still resuming jobs after a restart.
+      throw new WeftError(Status.UNAVAILABLE, `job ${jobId} is being resumed after a restart; try again`);
+    }
     throw failedPrecondition(`job ${jobId} already ended (${record.state})`);
   }
 
@@ -867,7 +891,7 @@ export class JobEngine {
   }
 
   private async statusFromStore(record: JobRecord): Promise<JobStatus> {
-    const children = await this.deps.store.listJobs({ parentJobId: record.jobId });
+    const children = await this.codeApiChildren(record.jobId);
     const base = {
       jobId: record.jobId,
       pipelineName: record.pipelineName,
@@ -938,8 +962,8 @@ export class JobEngine {
       () => true,
       (name) => this.pipelines.get(name),
     );
-    const output = parsed.nodes.find((n) => n.kind === 'output');
-    return { parsed, names: new Set(output ? [output.nodeName] : parsed.leaves) };
+    const outputs = parsed.nodes.filter((n) => n.kind === 'output').map((n) => n.nodeName);
+    return { parsed, names: new Set(outputs.length > 0 ? outputs : parsed.leaves) };
   }
 
   /** The job's result: one entry per task of its output node or leaves (HKube's shape). Small stored results are inlined. */
@@ -1013,8 +1037,10 @@ export class JobEngine {
     if (!record) throw notFound(`job ${jobId} not found`);
     const tasks = (await this.deps.store.listTasks(jobId)).filter((t) => t.nodeName === nodeName);
     if (tasks.length === 0) throw notFound(`job ${jobId} has no result for node "${nodeName}"`);
+    // An unset batch_index (0 on the wire) also names a non-batch node's only result.
     const t =
-      tasks.find((x) => x.batchIndex === batchIndex) ?? (tasks.length === 1 && batchIndex < 0 ? tasks[0] : undefined);
+      tasks.find((x) => x.batchIndex === batchIndex) ??
+      (tasks.length === 1 && tasks[0]!.batchIndex < 0 && batchIndex <= 0 ? tasks[0] : undefined);
     if (!t) throw notFound(`job ${jobId} has no result for node "${nodeName}" batch item ${batchIndex}`);
     if (t.state !== 'succeeded')
       throw failedPrecondition(`node "${nodeName}" item ${t.batchIndex} failed; it has no result`);

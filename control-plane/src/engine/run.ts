@@ -1,7 +1,6 @@
 import { BlobRef, decode } from '@weft/common';
 import type { JobStatus, TaskError } from '@weft/proto';
 import { JobState as PbJobState, NodeState as PbNodeState, type NodeStatus } from '@weft/proto';
-import type { UnitListener, WithdrawnUnit, WorkUnit } from '../dispatch/dispatcher.js';
 import type { OutputItem, ParsedNode, ParsedPipeline } from '../domain/pipeline.js';
 import { FINAL_JOB_STATES, type JobRecord, type JobState, type TaskRecord } from '../store/port.js';
 
@@ -82,9 +81,6 @@ export function itemFromRecord(t: TaskRecord): OutputItem {
 export class JobRun {
   readonly nodes = new Map<string, NodeRun>();
   readonly watchers = new Set<Watcher>();
-  /** Work held back while the job is paused: withdrawn from the queues, or not yet submitted. */
-  heldQueued: WithdrawnUnit[] = [];
-  heldNew: { unit: WorkUnit; listener: UnitListener }[] = [];
   readonly timers: NodeJS.Timeout[] = [];
   childJobIds: string[] = [];
   /** The latest api.progress report, for the progress webhook. */

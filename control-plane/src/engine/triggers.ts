@@ -42,13 +42,30 @@ export class Triggers {
   }
 
   private completed(pipelineName: string, jobId: string): void {
-    for (const [name, d] of this.engine.storedPipelines()) {
-      if (!(triggersOf(d).pipelines ?? []).includes(pipelineName)) continue;
-      this.engine.execStored(name, undefined, { parentJobId: jobId }).then(
-        (child) => this.log.info('pipeline trigger started a job', { pipeline: name, after: jobId, jobId: child }),
-        (err: unknown) => this.log.warn('pipeline trigger could not start a job', { pipeline: name, err }),
-      );
-    }
+    const targets = [...this.engine.storedPipelines()].filter(([, d]) =>
+      (triggersOf(d).pipelines ?? []).includes(pipelineName),
+    );
+    if (targets.length === 0) return;
+    void this.engine.lineage(jobId).then((chain) => {
+      for (const [name] of targets) {
+        // A pipeline already in this chain of triggered jobs would start the loop again.
+        if (chain.includes(name)) {
+          this.log.warn('pipeline trigger skipped: it would close a cycle', {
+            pipeline: name,
+            chain: chain.join(' <- '),
+          });
+          continue;
+        }
+        this.fire(name, jobId);
+      }
+    });
+  }
+
+  private fire(name: string, jobId: string): void {
+    this.engine.execStored(name, undefined, { parentJobId: jobId }).then(
+      (child) => this.log.info('pipeline trigger started a job', { pipeline: name, after: jobId, jobId: child }),
+      (err: unknown) => this.log.warn('pipeline trigger could not start a job', { pipeline: name, err }),
+    );
   }
 
   stop(): void {

@@ -333,8 +333,8 @@ export class SqliteStateStore implements StateStore {
     }
     if (filter.tag) {
       // Tags are stored as a JSON array of strings; match the quoted element.
-      where.push(`tags LIKE ?`);
-      args.push(`%${JSON.stringify(filter.tag).replace(/[%_]/g, '')}%`);
+      where.push(`tags LIKE ? ESCAPE '\\'`);
+      args.push(`%${JSON.stringify(filter.tag).replace(/[\\%_]/g, (c) => `\\${c}`)}%`);
     }
     if (filter.from) {
       where.push('created >= ?');
