@@ -27,7 +27,14 @@ function failure(o: Outcome): Error | undefined {
   return new Error(`unit ${o.status}${o.status === 'failed' ? `: ${o.failure.type}: ${o.failure.message}` : ''}`);
 }
 
-/** A dispatcher serving one pool of `empty` workers. */
+/** The empty task's algorithm in each language: `bench/algorithms/empty` (Node) and `empty-py` (Python). */
+export type BenchEnv = 'nodejs' | 'python';
+const EMPTY: Record<BenchEnv, { name: string; entryPoint: string }> = {
+  nodejs: { name: 'empty', entryPoint: 'index.js' },
+  python: { name: 'empty-py', entryPoint: 'main.py' },
+};
+
+/** A dispatcher serving one pool of `empty` (or `empty-py`) workers. */
 class Harness {
   private seq = 0;
   private constructor(
@@ -35,16 +42,17 @@ class Harness {
     readonly dispatcher: Dispatcher,
     private readonly executor: LocalExecutor,
     private readonly server: Server,
+    readonly algorithm: string,
   ) {}
 
-  static async start(workers: number): Promise<Harness> {
+  static async start(workers: number, env: BenchEnv = 'nodejs'): Promise<Harness> {
     const dir = mkdtempSync(join(tmpdir(), 'weft-bench-dispatch-'));
     const log = createLogger({ component: 'bench-dispatch' }, 'warn');
     const def: AlgorithmDef = {
-      name: 'empty',
-      env: 'nodejs',
-      codePath: join(ALGORITHMS_DIR, 'empty'),
-      entryPoint: 'index.js',
+      name: EMPTY[env].name,
+      env,
+      codePath: join(ALGORITHMS_DIR, EMPTY[env].name),
+      entryPoint: EMPTY[env].entryPoint,
       image: '',
       cpu: 0.1,
       memBytes: 128 * MiB,
@@ -76,7 +84,7 @@ class Harness {
       server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, p) => (err ? rej(err) : res(p))),
     );
     address = `127.0.0.1:${port}`;
-    return new Harness(dir, dispatcher, executor, server);
+    return new Harness(dir, dispatcher, executor, server, def.name);
   }
 
   unit(value?: unknown): WorkUnit {
@@ -84,7 +92,7 @@ class Harness {
     return {
       taskId: `bench:${i}`,
       jobId: 'bench',
-      algorithmName: 'empty',
+      algorithmName: this.algorithm,
       nodeName: 'empty',
       pipelineName: 'bench',
       batchIndex: i,
@@ -191,9 +199,13 @@ export interface DispatchResult {
   load: LoadReport;
 }
 
-/** One warm worker; units one after another; submit→onDone per unit. */
-export async function dispatchRoundTrip(opts: { warmup: number; units: number }): Promise<DispatchResult> {
-  const h = await Harness.start(1);
+/** One warm worker; units one after another; submit→onDone per unit. `env: 'python'` runs the Python empty task. */
+export async function dispatchRoundTrip(opts: {
+  warmup: number;
+  units: number;
+  env?: BenchEnv;
+}): Promise<DispatchResult> {
+  const h = await Harness.start(1, opts.env);
   try {
     const first = await h.sequential(1); // starts the worker: a sidecar process that spawns the algorithm's process
     const pids = await h.warm(1);
@@ -239,7 +251,7 @@ export async function dispatchBurst(opts: {
 }): Promise<DispatchBurstResult> {
   const h = await Harness.start(opts.workers);
   try {
-    h.dispatcher.ensureHot('empty');
+    h.dispatcher.ensureHot(h.algorithm);
     const pids = await h.warm(opts.workers);
     await h.burst(opts.warmup);
     const load = new LoadMonitor();

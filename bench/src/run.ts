@@ -20,7 +20,7 @@ import {
 import { median } from './stats.js';
 import { BENCH_DIR, LoadMonitor, machine, sleep, type LoadReport } from './util.js';
 
-const TARGET = { dispatchP50Ms: 2, batchTasksPerSec: 2000, handoffCopyRatio: 1 / 3 };
+const TARGET = { dispatchP50Ms: 2, batchTasksPerSec: 2000, handoffCopyRatio: 1 / 3, pythonToNodeP50: 2 };
 const BATCH_ITEMS = 10_000;
 const JIT_WARMUP_ITEMS = 1_000;
 const SWEEP = [1, 2, 3, 4];
@@ -32,6 +32,7 @@ interface Results {
   totalSeconds?: number;
   baseline?: PingPongResult;
   dispatch?: DispatchResult & { ratioToBaselineP50: number; target: string; pass: boolean };
+  dispatchPython?: DispatchResult & { ratioToNodeP50: number; target: string; pass: boolean };
   execLatency?: LatencyResult;
   batch?: BatchResult & { target: string; pass: boolean };
   batchSweep?: BatchResult[];
@@ -125,6 +126,30 @@ async function main(): Promise<void> {
       `   CPU/unit: control plane ${f(d.cpCpuUsPerUnit, 0)} µs, sidecar + algorithm ${f(d.workerCpuUsPerUnit, 0)} µs`,
     );
     out(`   ${loadLine(d.load)}`);
+  }
+  out('   a2) the same with the Python empty task (bench/algorithms/empty-py: /usr/bin/python3 -m weft_shim)');
+  const py = await section('dispatch python', R.errors, () =>
+    dispatchRoundTrip({ warmup: 300, units: 2000, env: 'python' }),
+  );
+  if (py) {
+    const ratio = R.dispatch ? py.latencyMs.p50 / R.dispatch.latencyMs.p50 : NaN;
+    const pass = ratio <= TARGET.pythonToNodeP50;
+    R.dispatchPython = { ...py, ratioToNodeP50: ratio, target: `p50 <= ${TARGET.pythonToNodeP50} x Node p50`, pass };
+    out(`   first unit (starts the worker): ${f(py.firstUnitMs, 0)} ms; ${py.warmup} warm-up units; ${py.units} units`);
+    out(
+      `   submit→onDone  p50 ${f(py.latencyMs.p50, 3)} ms   p90 ${f(py.latencyMs.p90, 3)} ms   p99 ${f(py.latencyMs.p99, 3)} ms   mean ${f(py.latencyMs.mean, 3)} ms   (${f(py.unitsPerSec, 0)} units/s)`,
+    );
+    if (R.dispatch) {
+      const n = R.dispatch.latencyMs;
+      out(
+        `   Node p50 ${f(n.p50, 3)} ms / p99 ${f(n.p99, 3)} ms; Python p50 ${f(py.latencyMs.p50, 3)} ms / p99 ${f(py.latencyMs.p99, 3)} ms`,
+      );
+    }
+    out(`   Python p50 / Node p50 = ${f(ratio, 2)}x     target <= ${TARGET.pythonToNodeP50}x: ${verdict(pass)}`);
+    out(
+      `   CPU/unit: control plane ${f(py.cpCpuUsPerUnit, 0)} µs, sidecar + algorithm ${f(py.workerCpuUsPerUnit, 0)} µs`,
+    );
+    out(`   ${loadLine(py.load)}`);
   }
 
   // 2b + 3 (main): one full control plane.
@@ -270,6 +295,12 @@ async function main(): Promise<void> {
     R.dispatch ? `${f(R.dispatch.latencyMs.p50, 3)} ms` : 'n/a',
     '<= 2 ms',
     R.dispatch?.pass,
+  );
+  row(
+    'warm dispatch p50, Python / Node',
+    R.dispatchPython ? `${f(R.dispatchPython.ratioToNodeP50, 2)}x` : 'n/a',
+    `<= ${TARGET.pythonToNodeP50}x`,
+    R.dispatchPython?.pass,
   );
   row(
     `${BATCH_ITEMS.toLocaleString('en-US')}-item batch, maxWorkers 2`,
