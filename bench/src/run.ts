@@ -17,10 +17,18 @@ import {
   type HandoffResult,
   type LatencyResult,
 } from './fullcp.js';
+import { linearChain, priorityMix, type ChainResult, type PriorityMixResult } from './pipelines.js';
 import { median } from './stats.js';
 import { BENCH_DIR, LoadMonitor, machine, sleep, type LoadReport } from './util.js';
 
-const TARGET = { dispatchP50Ms: 2, batchTasksPerSec: 2000, handoffCopyRatio: 1 / 3, pythonToNodeP50: 2 };
+const TARGET = {
+  dispatchP50Ms: 2,
+  batchTasksPerSec: 2000,
+  handoffCopyRatio: 1 / 3,
+  pythonToNodeP50: 2,
+  chainPerNodeMs: 5,
+};
+const CHAIN_NODES = 100;
 const BATCH_ITEMS = 10_000;
 const JIT_WARMUP_ITEMS = 1_000;
 const SWEEP = [1, 2, 3, 4];
@@ -38,6 +46,8 @@ interface Results {
   batchSweep?: BatchResult[];
   dispatchBurst?: DispatchBurstResult;
   handoff?: HandoffResult & { ratios: Record<string, number>; target: string; pass: Record<string, boolean> };
+  chain?: ChainResult & { ratioToDispatchP50: number | undefined; target: string; pass: boolean };
+  priorityMix?: PriorityMixResult;
   errors: Record<string, string>;
 }
 
@@ -286,6 +296,37 @@ async function main(): Promise<void> {
   }
   out();
 
+  // 5. Pipeline-level overhead and mixed priorities.
+  out(
+    `5. A ${CHAIN_NODES}-node linear pipeline of empty tasks (each node reads the previous one's output), one warm worker`,
+  );
+  const chain = await section('chain', R.errors, () => linearChain(CHAIN_NODES, 5));
+  if (chain) {
+    const ratio = R.dispatch ? chain.perNodeMs / R.dispatch.latencyMs.p50 : undefined;
+    const pass = chain.perNodeMs <= TARGET.chainPerNodeMs;
+    R.chain = { ...chain, ratioToDispatchP50: ratio, target: `per-node overhead <= ${TARGET.chainPerNodeMs} ms`, pass };
+    out(
+      `   exec → completed, ${chain.runs.length} runs: ${chain.runs.map((x) => f(x, 0)).join(', ')} ms; median ${f(chain.medianMs, 0)} ms`,
+    );
+    out(
+      `   per node ${f(chain.perNodeMs, 2)} ms (${ratio === undefined ? 'n/a' : f(ratio, 1) + 'x'} the warm dispatch p50 of 2a)     target <= ${TARGET.chainPerNodeMs} ms: ${verdict(pass)}`,
+    );
+    out(`   ${loadLine(chain.load)}`);
+  }
+  out('   Five jobs at priorities 1-5, 2,000 empty tasks each, submitted at once onto 2 warm workers');
+  const mix = await section('priority mix', R.errors, () => priorityMix(2000, 2));
+  if (mix) {
+    R.priorityMix = mix;
+    out(
+      `   all 10,000 tasks in ${f(mix.totalMs, 0)} ms = ${f(mix.tasksPerSec, 0)} tasks/s (one job of 10,000 on the same workers, same run: ${f(mix.singleJobTasksPerSec, 0)} tasks/s)`,
+    );
+    out(
+      `   finished after (ms): ${[5, 4, 3, 2, 1].map((p) => `priority ${p}: ${f(mix.finishedMs[p], 0)}`).join(', ')}`,
+    );
+    out(`   ${loadLine(mix.load)}`);
+  }
+  out();
+
   R.totalSeconds = (performance.now() - t0) / 1000;
   out('Targets');
   const row = (name: string, value: string, target: string, ok: boolean | undefined): void =>
@@ -332,6 +373,12 @@ async function main(): Promise<void> {
     hr ? f(hr.ratios['readWriteDeleted'], 2) : 'n/a',
     '>= 0.33',
     hr?.pass['readWriteDeleted'],
+  );
+  row(
+    `${CHAIN_NODES}-node linear pipeline, per node`,
+    R.chain ? `${f(R.chain.perNodeMs, 2)} ms` : 'n/a',
+    `<= ${TARGET.chainPerNodeMs} ms`,
+    R.chain?.pass,
   );
   out(`total time ${f(R.totalSeconds)} s; the numbers are also in bench/results.json`);
   if (Object.keys(R.errors).length > 0) out(`errors in: ${Object.keys(R.errors).join(', ')}`);
