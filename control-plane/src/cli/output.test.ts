@@ -279,4 +279,39 @@ describe('statusLines', () => {
       'error:     node Multiply failed',
     ]);
   });
+
+  it('shows the first errors’ stacks or tracebacks, and summarises beyond twenty errors', () => {
+    const traceback =
+      'Traceback (most recent call last):\n  File "main.py", line 3, in start\n    raise ValueError("bad")\nValueError: bad\n';
+    const errors = Array.from({ length: 22 }, (_, i) => ({
+      taskId: `t${i}`,
+      nodeName: 'P',
+      batchIndex: i,
+      attempts: 1,
+      failure: { type: 'ValueError', message: 'bad', stack: traceback, crash: false },
+    }));
+    const status: JobStatus = {
+      jobId: 'j2',
+      pipelineName: 'py',
+      state: JobState.JOB_STATE_FAILED,
+      progress: 0,
+      nodes: [node({ nodeName: 'P', state: NodeState.NODE_STATE_FAILED, total: 22, failed: 22, batch: true, errors })],
+      error: '',
+      priority: 3,
+      tags: [],
+      childJobIds: [],
+      parentJobId: '',
+    };
+    const lines = statusLines(status);
+    const from = lines.indexOf('task errors:');
+    expect(lines.slice(from + 1, from + 5)).toEqual([
+      '  P#0: ValueError: bad',
+      '      Traceback (most recent call last):',
+      '        File "main.py", line 3, in start',
+      '          raise ValueError("bad")',
+    ]);
+    expect(lines.filter((l) => l.includes('Traceback'))).toHaveLength(3);
+    expect(lines.filter((l) => /^ {2}P#\d+: ValueError: bad$/.test(l))).toHaveLength(20);
+    expect(lines.at(-1)).toBe('  … and 2 more (-o json lists them all)');
+  });
 });

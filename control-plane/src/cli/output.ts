@@ -18,6 +18,23 @@ export type Json = null | boolean | number | string | Json[] | { [key: string]: 
  * decimal string otherwise (a JSON number would lose digits in most readers),
  * a reference into blob storage `{"$blobRef": {"key", "path"}}`.
  */
+/** Task errors listed by `exec status` before it summarises the rest. */
+const MAX_ERRORS_SHOWN = 20;
+/** Of those, how many show their stack or traceback. */
+const MAX_STACKS_SHOWN = 3;
+const MAX_STACK_LINES = 15;
+
+/** A failure's stack, indented, without the line that repeats "Type: message". */
+function stackLines(stack: string, what: string): string[] {
+  const lines = stack
+    .replace(/\s+$/, '')
+    .split('\n')
+    .filter((l) => l.trim() !== '' && l.trim() !== what);
+  const shown = lines.slice(0, MAX_STACK_LINES).map((l) => `      ${l.trimEnd()}`);
+  if (lines.length > MAX_STACK_LINES) shown.push(`      … ${lines.length - MAX_STACK_LINES} more lines`);
+  return shown;
+}
+
 export function toJson(value: unknown): Json {
   switch (typeof value) {
     case 'string':
@@ -282,14 +299,18 @@ export function statusLines(status: JobStatus): string[] {
       nodeDetail(node),
     ]);
     lines.push(...formatTable(rows).map((line) => `  ${line}`));
-    const errors = status.nodes.flatMap((node) =>
-      node.errors.map((e) => {
-        const failure = e.failure;
-        const what = failure ? [failure.type, failure.message].filter(Boolean).join(': ') : 'failed';
-        const attempts = e.attempts > 1 ? ` (after ${e.attempts} attempts)` : '';
-        return `  ${leafLabel({ nodeName: e.nodeName || node.nodeName, batchIndex: e.batchIndex })}: ${what}${attempts}`;
-      }),
-    );
+    const all = status.nodes.flatMap((node) => node.errors.map((e) => ({ node, e })));
+    const errors = all.slice(0, MAX_ERRORS_SHOWN).flatMap(({ node, e }, i) => {
+      const failure = e.failure;
+      const what = failure ? [failure.type, failure.message].filter(Boolean).join(': ') : 'failed';
+      const attempts = e.attempts > 1 ? ` (after ${e.attempts} attempts)` : '';
+      const line = `  ${leafLabel({ nodeName: e.nodeName || node.nodeName, batchIndex: e.batchIndex })}: ${what}${attempts}`;
+      // The first few errors carry their stack or traceback: where the algorithm failed is what one needs.
+      const stack = i < MAX_STACKS_SHOWN && failure?.stack ? stackLines(failure.stack, what) : [];
+      return [line, ...stack];
+    });
+    if (all.length > MAX_ERRORS_SHOWN)
+      errors.push(`  … and ${all.length - MAX_ERRORS_SHOWN} more (-o json lists them all)`);
     if (errors.length > 0) lines.push('task errors:', ...errors);
   }
   if (status.error) lines.push(`error:     ${status.error}`);
