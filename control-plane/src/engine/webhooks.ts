@@ -5,8 +5,9 @@
  * reports are throttled per job (the latest status wins).
  */
 import type { Logger } from '@weft/common';
-import { JobState, NodeState, type JobStatus, type NodeStatus } from '@weft/proto';
-import { toJson } from '../cli/output.js';
+import { NodeState, type JobStatus, type NodeStatus } from '@weft/proto';
+// The CLI's JSON output and HKube's payloads use the same value encoding and state names.
+import { jobStateName, toJson } from '../cli/output.js';
 
 /** Progress verbosity, least severe first (HKube's progressVerbosityLevel). */
 export type Level = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'critical';
@@ -50,24 +51,6 @@ export interface WebhookOptions {
 }
 
 const MAX_BACKOFF_MS = 30_000;
-
-/** HKube's lower-case job status names. */
-export function jobStatusName(state: JobState): string {
-  switch (state) {
-    case JobState.JOB_STATE_ACTIVE:
-      return 'active';
-    case JobState.JOB_STATE_COMPLETED:
-      return 'completed';
-    case JobState.JOB_STATE_FAILED:
-      return 'failed';
-    case JobState.JOB_STATE_STOPPED:
-      return 'stopped';
-    case JobState.JOB_STATE_PAUSED:
-      return 'paused';
-    default:
-      return 'pending';
-  }
-}
 
 interface Counts {
   succeed: number;
@@ -145,7 +128,7 @@ export function progressPayload(status: JobStatus, level: Level): Record<string,
     timestamp: Date.now(),
     pipeline: status.pipelineName,
     level,
-    status: jobStatusName(status.state),
+    status: jobStateName(status.state),
     data,
   };
   if (status.error) out['error'] = status.error;
@@ -168,7 +151,7 @@ export function resultPayload(status: JobStatus, results: ResultEntry[]): Record
     jobId: status.jobId,
     timestamp: Date.now(),
     pipeline: status.pipelineName,
-    status: jobStatusName(status.state),
+    status: jobStateName(status.state),
     data,
   };
   if (status.error) out['error'] = status.error;
