@@ -13,6 +13,14 @@ import { decode } from '@weft/common';
 import { loadAlgorithmSpecs } from '@weft/control-plane';
 import {
   AlgorithmStoreClient,
+  BackfillsClient,
+  ConcurrencyLimitsClient,
+  InstancesClient,
+  WorkflowsClient,
+  type Backfill,
+  type Instance,
+  type Resource,
+  type Workflow,
   JobsClient,
   JobState,
   PipelineDescriptor,
@@ -243,4 +251,90 @@ export function pidsWithEnv(key: string, value: string): number[] {
     }
   }
   return out;
+}
+
+/** Promise-returning clients of the schedule services. */
+export function scheduleClients(address: string) {
+  const wf = new WorkflowsClient(address, credentials.createInsecure());
+  const inst = new InstancesClient(address, credentials.createInsecure());
+  const bf = new BackfillsClient(address, credentials.createInsecure());
+  const res = new ConcurrencyLimitsClient(address, credentials.createInsecure());
+  return {
+    apply: (document: Record<string, unknown>) =>
+      promisify<{ document: Record<string, unknown> }, Workflow>(wf, 'apply')({ document }),
+    getWorkflow: (id: string) => promisify<{ id: string }, Workflow>(wf, 'get')({ id }),
+    setEnabled: (id: string, enabled: boolean) =>
+      promisify<{ id: string; enabled: boolean }, Workflow>(wf, 'setEnabled')({ id, enabled }),
+    deleteWorkflow: (id: string) => promisify<{ id: string }, Workflow>(wf, 'delete')({ id }),
+    trigger: (workflowId: string, parameter: string, env: Record<string, string> = {}) =>
+      promisify<{ workflowId: string; parameter: string; env: Record<string, string>; allowFuture: boolean }, Instance>(
+        wf,
+        'trigger',
+      )({ workflowId, parameter, env, allowFuture: false }),
+    instances: async (workflowId: string): Promise<Instance[]> =>
+      (
+        await promisify<
+          { workflowId: string; states: number[]; triggerId: string; limit: number },
+          { instances: Instance[] }
+        >(
+          inst,
+          'list',
+        )({ workflowId, states: [], triggerId: '', limit: 0 })
+      ).instances,
+    instance: (workflowId: string, parameter: string) =>
+      promisify<{ workflowId: string; parameter: string }, Instance>(inst, 'get')({ workflowId, parameter }),
+    halt: (workflowId: string, parameter: string) =>
+      promisify<{ workflowId: string; parameter: string }, Instance>(inst, 'halt')({ workflowId, parameter }),
+    retry: (workflowId: string, parameter: string, delayMs = 0) =>
+      promisify<{ workflowId: string; parameter: string; delayMs: number }, Instance>(
+        inst,
+        'retry',
+      )({
+        workflowId,
+        parameter,
+        delayMs,
+      }),
+    createBackfill: (req: {
+      workflowId: string;
+      start: Date;
+      end: Date;
+      concurrency: number;
+      reverse?: boolean;
+      description?: string;
+    }) =>
+      promisify<Record<string, unknown>, Backfill>(
+        bf,
+        'create',
+      )({
+        reverse: false,
+        description: '',
+        allowFuture: false,
+        env: {},
+        ...req,
+      }),
+    backfill: (id: string) => promisify<{ id: string }, Backfill>(bf, 'get')({ id }),
+    haltBackfill: (id: string, graceful: boolean) =>
+      promisify<{ id: string; graceful: boolean }, Backfill>(bf, 'halt')({ id, graceful }),
+    createResource: (id: string, concurrency: number) =>
+      promisify<{ id: string; concurrency: number; used: number }, Resource>(
+        res,
+        'create',
+      )({ id, concurrency, used: 0 }),
+    close(): void {
+      wf.close();
+      inst.close();
+      bf.close();
+      res.close();
+    },
+  };
+}
+
+/** Runs fn and returns the gRPC error it rejects with. */
+export async function rejection(fn: () => Promise<unknown>): Promise<ServiceError> {
+  try {
+    await fn();
+  } catch (err) {
+    return err as ServiceError;
+  }
+  throw new Error('expected the call to fail');
 }

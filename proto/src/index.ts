@@ -8,6 +8,7 @@ export * from './gen/weft/v1/algorithms.js';
 export * from './gen/weft/v1/pipelines.js';
 export * from './gen/weft/v1/jobs.js';
 export * from './gen/weft/v1/workers.js';
+export * from './gen/weft/v1/schedules.js';
 
 import { fileURLToPath } from 'node:url';
 

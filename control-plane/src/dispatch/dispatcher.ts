@@ -29,8 +29,10 @@ export interface WorkUnit {
   savePaths: string[];
   /** 1-5, 5 first. */
   priority: number;
-  kind: 'pipeline';
+  kind: 'pipeline' | 'schedule' | 'closure';
   retry: { policy: RetryPolicy; limit: number };
+  /** Environment the algorithm sees for this unit only (e.g. WEFT_EXECUTION_ID). */
+  env?: Record<string, string>;
   /** A run longer than this is stopped and fails as "ttl expired"; 0 = no limit. */
   ttlMs?: number;
 }
@@ -671,6 +673,7 @@ export class Dispatcher {
             attempt: p.attempt,
             priority: u.priority,
             kind: u.kind,
+            env: u.env ?? {},
           },
         },
       },

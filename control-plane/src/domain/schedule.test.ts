@@ -615,3 +615,41 @@ describe('spreadOffsetMs', () => {
     expect([spreadOffsetMs('a', 1000), spreadOffsetMs('b', 1000), spreadOffsetMs('', 1000)]).toEqual([103, 510, 668]);
   });
 });
+
+describe('firstDueAfter', () => {
+  const at = (iso: string) => new Date(iso);
+  it('daily with the default +1 day offset starts with the day in progress', () => {
+    const s = parseSchedule('@daily');
+    // 2017-06-29 runs at 2017-06-30T00:00Z, so at noon on the 29th it is next.
+    expect(s.firstDueAfter(at('2017-06-29T12:00:00Z')).toISOString()).toBe('2017-06-29T00:00:00.000Z');
+    // Exactly at its due time it is no longer "after now": the next day is.
+    expect(s.firstDueAfter(at('2017-06-30T00:00:00Z')).toISOString()).toBe('2017-06-30T00:00:00.000Z');
+  });
+  it("Styx's example offset P1DT2H", () => {
+    const s = parseSchedule('daily', { offset: 'P1DT2H' });
+    expect(s.firstDueAfter(at('2017-06-30T01:59:59Z')).toISOString()).toBe('2017-06-29T00:00:00.000Z');
+    expect(s.firstDueAfter(at('2017-06-30T02:00:00Z')).toISOString()).toBe('2017-06-30T00:00:00.000Z');
+  });
+  it('raw cron with no offset is the next slot', () => {
+    const s = parseSchedule('*/5 * * * * *');
+    expect(s.firstDueAfter(at('2024-01-01T00:00:03.500Z')).toISOString()).toBe('2024-01-01T00:00:05.000Z');
+    expect(s.firstDueAfter(at('2024-01-01T00:00:05.000Z')).toISOString()).toBe('2024-01-01T00:00:10.000Z');
+  });
+  it('negative offsets run before the slot', () => {
+    const s = parseSchedule('hourly', { offset: '-PT10M' });
+    expect(s.firstDueAfter(at('2024-01-01T10:49:00Z')).toISOString()).toBe('2024-01-01T11:00:00.000Z');
+    expect(s.firstDueAfter(at('2024-01-01T10:51:00Z')).toISOString()).toBe('2024-01-01T12:00:00.000Z');
+  });
+  it('monthly across month lengths', () => {
+    const s = parseSchedule('@monthly');
+    // February's slot is due on March 1st.
+    expect(s.firstDueAfter(at('2024-02-29T23:00:00Z')).toISOString()).toBe('2024-02-01T00:00:00.000Z');
+    expect(s.firstDueAfter(at('2024-03-01T00:00:01Z')).toISOString()).toBe('2024-03-01T00:00:00.000Z');
+  });
+  it('daily in Stockholm across the spring DST change', () => {
+    const s = parseSchedule('@daily', { timezone: 'Europe/Stockholm' });
+    // 2024-03-31 is 23 hours long in Stockholm; its slot is due at local midnight April 1st (22:00Z).
+    expect(s.firstDueAfter(at('2024-03-31T21:59:00Z')).toISOString()).toBe('2024-03-30T23:00:00.000Z');
+    expect(s.firstDueAfter(at('2024-03-31T22:00:00Z')).toISOString()).toBe('2024-03-31T22:00:00.000Z');
+  });
+});

@@ -72,6 +72,12 @@ export interface Schedule {
   slotOfParameter(param: string): Date;
   /** When the instance for `slot` should run: `slot + offset`, calendar-correct in the schedule's zone. */
   dueAt(slot: Date): Date;
+  /**
+   * The earliest slot whose due time is after `now`: where natural triggering
+   * starts for a new or re-enabled workflow (the slot whose data is being
+   * produced now, not the next one to begin).
+   */
+  firstDueAfter(now: Date): Date;
 }
 
 function isAliasName(s: string): s is ScheduleAlias {
@@ -224,6 +230,24 @@ class ScheduleImpl implements Schedule {
   dueAt(slot: Date): Date {
     if (Number.isNaN(slot.getTime())) throw invalid('slot', 'not a valid date');
     return this.local(slot).plus(this.offsetDuration).toJSDate();
+  }
+
+  firstDueAfter(now: Date): Date {
+    if (Number.isNaN(now.getTime())) throw invalid('now', 'not a valid date');
+    // Subtracting a calendar offset is not the exact inverse of adding it
+    // (months differ in length, DST days in hours), so start a little early
+    // and walk forward: at most a few slots for such schedules.
+    const calendar = ['years', 'quarters', 'months', 'weeks', 'days'].some(
+      (u) => this.offsetDuration.get(u as 'days') !== 0,
+    );
+    let lower = this.local(now).minus(this.offsetDuration).minus({ seconds: 1 });
+    if (calendar) lower = lower.minus({ days: 4 });
+    let s = this.nextSlot(lower.toJSDate());
+    for (let i = 0; this.dueAt(s).getTime() <= now.getTime(); i++) {
+      if (i > MAX_SLOTS) throw invalid('schedule', `'${this.schedule}' has no slot due after ${describe(now)}`);
+      s = this.nextSlot(s);
+    }
+    return s;
   }
 }
 

@@ -45,6 +45,9 @@ export function normalizeAlgorithm(spec: AlgorithmSpec): AlgorithmDef {
       `"${spec.name}" must be lower-case letters, digits and '-' (at most 63), as Kubernetes names`,
     );
   }
+  if (spec.name === 'weft-command') {
+    throw invalid('name', '"weft-command" is reserved for the built-in runner of workflow commands');
+  }
   const env = spec.env || 'nodejs';
   if (env !== 'nodejs' && env !== 'python') throw invalid('env', `"${env}" is not supported (nodejs, python)`);
   const cpu = spec.resources?.cpu || spec.cpu || DEFAULT_CPU;

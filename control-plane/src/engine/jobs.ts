@@ -65,6 +65,8 @@ export interface ExecOptions {
   parentJobId?: string;
   /** Outcomes to take as already done (a run from a node): copied into the new job. */
   prefilled?: TaskRecord[];
+  /** Environment every task of the job sees (kept in memory only: a resumed job runs without it). */
+  env?: Record<string, string>;
 }
 
 /**
@@ -163,6 +165,24 @@ export class JobEngine {
     return names;
   }
 
+  /**
+   * Exit codes that the job's failed tasks gave (MissingDependencies = 20,
+   * PermanentFailure = 50, or any code an algorithm attached to its error).
+   */
+  async failureExitCodes(jobId: string): Promise<number[]> {
+    const codes: number[] = [];
+    for (const t of await this.deps.store.listTasks(jobId)) {
+      const code = t.error?.exitCode;
+      if (t.state === 'failed' && typeof code === 'number') codes.push(code);
+    }
+    return codes;
+  }
+
+  /** Resolves when the job has ended, with how it ended. */
+  waitForEnd(jobId: string): Promise<{ state: JobState; error: string }> {
+    return this.whenEnded(jobId);
+  }
+
   /** Resolves when the job has ended, with how it ended. */
   private whenEnded(jobId: string): Promise<{ state: JobState; error: string }> {
     if (!this.runs.has(jobId)) {
@@ -259,6 +279,7 @@ export class JobEngine {
     }
     this.deps.metrics.jobsActive.inc();
     const run = this.track(record, parsed, parsed.flowInput, recorded);
+    run.env = opts.env;
     this.deps.log.info('job created', { jobId, pipeline: parsed.name, queued });
     if (queued) this.enqueueWaiting(run);
     else await this.activate(run);
@@ -523,6 +544,7 @@ export class JobEngine {
       kind: 'pipeline',
       retry: { ...node.parsed.retry },
       ttlMs: node.parsed.ttl * 1000,
+      ...(run.env ? { env: run.env } : {}),
     };
     // A paused job's units wait in the dispatcher until it resumes.
     this.deps.dispatcher.submit(unit, this.listener(run, node, i, batchIndex, taskId));

@@ -83,6 +83,8 @@ export class JobRun {
   readonly watchers = new Set<Watcher>();
   readonly timers: NodeJS.Timeout[] = [];
   childJobIds: string[] = [];
+  /** Environment given to every task of the job (a scheduled workflow's WEFT_* values); not persisted. */
+  env: Record<string, string> | undefined;
   /** The latest api.progress report, for the progress webhook. */
   algorithmProgress: { nodeName: string; batchIndex: number; percent: number; message: string } | undefined;
   private dirtyNodes = new Set<string>();

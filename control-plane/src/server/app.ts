@@ -1,6 +1,7 @@
 import { readFileSync, readdirSync, existsSync } from 'node:fs';
 import { createServer, type Server as HttpServer } from 'node:http';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { loadFileDescriptorSetFromBuffer } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
@@ -8,7 +9,11 @@ import { HealthImplementation } from 'grpc-health-check';
 import { FsBlobStore, createLogger, type Logger } from '@weft/common';
 import {
   AlgorithmStoreService,
+  BackfillsService,
+  ConcurrencyLimitsService,
+  InstancesService,
   JobsService,
+  WorkflowsService,
   PipelineStoreService,
   WorkersService,
   descriptorSetPath,
@@ -16,12 +21,23 @@ import {
 import { DEFAULT_DISPATCHER_CONFIG, Dispatcher, type DispatcherConfig } from '../dispatch/dispatcher.js';
 import { AlgorithmRegistry, parseMemory } from '../engine/algorithms.js';
 import { JobEngine } from '../engine/jobs.js';
+import {
+  COMMAND_ALGORITHM,
+  DEFAULT_SCHEDULER_CONFIG,
+  DEFAULT_STATE_TIMEOUTS,
+  Scheduler,
+  type SchedulerConfig,
+} from '../engine/scheduler.js';
+import { INSTANCE_STATES } from '../domain/schedule.js';
+import type { AlgorithmDef } from '../executor/port.js';
 import { Triggers } from '../engine/triggers.js';
 import { Webhooks } from '../engine/webhooks.js';
 import type { Descriptor } from '../domain/pipeline.js';
 import { LocalExecutor } from '../executor/local.js';
 import { loadAlgorithmSpecs } from '../cli/files.js';
 import { SqliteStateStore } from '../store/sqlite.js';
+import { SqliteScheduleStore } from '../store/sqlite-schedules.js';
+import { backfills, concurrencyLimits, instances, workflows } from './schedule-handlers.js';
 import { algorithmStore, jobs, pipelineStore, workers, type HandlerDeps } from './handlers.js';
 import { Metrics } from './metrics.js';
 
@@ -44,6 +60,10 @@ export interface ControlPlaneConfig {
   capacity: { cpu?: number; memBytes?: number };
   /** How long ended jobs keep their data: intermediates 5 days, jobs with results 20 days (HKube's). */
   retention: { intermediateMs: number; jobsMs: number; intervalMs: number };
+  /** Retry policy and state timeouts of scheduled workflows (Styx's defaults). */
+  schedules: Omit<SchedulerConfig, 'logDir'>;
+  /** Most `command` executions running at once (workers of the built-in weft-command). @default 16 */
+  commandWorkers: number;
   log?: Logger;
 }
 
@@ -86,6 +106,58 @@ function duration(v: string | undefined, fallback: number, name: string): number
   return Number(m[1]) * unit;
 }
 
+/**
+ * Styx's retry and timeout settings, each overridable: WEFT_RETRY_BASE_DELAY,
+ * WEFT_RETRY_MISSING_DEPS_DELAY, WEFT_RETRY_MAX_COST, WEFT_RETRY_FAILURE_COST,
+ * WEFT_RETRY_MISSING_DEPS_COST, WEFT_TIMEOUT_<STATE> (e.g. WEFT_TIMEOUT_RUNNING=24h,
+ * WEFT_TIMEOUT_DEFAULT) and WEFT_MAX_RUNNING_TIMEOUT.
+ */
+function schedulesFromEnv(env: NodeJS.ProcessEnv): Omit<SchedulerConfig, 'logDir'> {
+  const d = DEFAULT_SCHEDULER_CONFIG;
+  const timeouts: SchedulerConfig['stateTimeoutsMs'] = { ...DEFAULT_STATE_TIMEOUTS };
+  for (const st of [...INSTANCE_STATES, 'default' as const]) {
+    const name = `WEFT_TIMEOUT_${st.toUpperCase()}`;
+    if (env[name]) timeouts[st] = duration(env[name], 0, name);
+  }
+  const retry: SchedulerConfig['retry'] = {};
+  if (env['WEFT_RETRY_BASE_DELAY'])
+    retry.baseDelayMs = duration(env['WEFT_RETRY_BASE_DELAY'], 0, 'WEFT_RETRY_BASE_DELAY');
+  if (env['WEFT_RETRY_MISSING_DEPS_DELAY']) {
+    retry.missingDependenciesDelayMs = duration(
+      env['WEFT_RETRY_MISSING_DEPS_DELAY'],
+      0,
+      'WEFT_RETRY_MISSING_DEPS_DELAY',
+    );
+  }
+  if (env['WEFT_RETRY_MAX_COST']) retry.maxCost = num(env['WEFT_RETRY_MAX_COST'], 50);
+  if (env['WEFT_RETRY_FAILURE_COST']) retry.failureCost = num(env['WEFT_RETRY_FAILURE_COST'], 1);
+  if (env['WEFT_RETRY_MISSING_DEPS_COST'])
+    retry.missingDependenciesCost = num(env['WEFT_RETRY_MISSING_DEPS_COST'], 0.1);
+  return {
+    retry,
+    stateTimeoutsMs: timeouts,
+    maxRunningTimeoutMs: duration(env['WEFT_MAX_RUNNING_TIMEOUT'], d.maxRunningTimeoutMs, 'WEFT_MAX_RUNNING_TIMEOUT'),
+  };
+}
+
+/** The built-in algorithm that runs workflows' commands: light workers, one process per execution. */
+function commandAlgorithm(maxWorkers: number): AlgorithmDef {
+  const entry = fileURLToPath(import.meta.resolve('@weft/wrapper/builtin/command'));
+  return {
+    name: COMMAND_ALGORITHM,
+    env: 'nodejs',
+    codePath: dirname(entry),
+    entryPoint: 'command.js',
+    image: '',
+    cpu: 0.05,
+    memBytes: 64 * 1024 * 1024,
+    gpu: 0,
+    minHotWorkers: 0,
+    maxWorkers,
+    env_vars: {},
+  };
+}
+
 /** Defaults, overridden by WEFT_* environment variables. */
 export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ControlPlaneConfig {
   return {
@@ -108,6 +180,8 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ControlPlan
       jobsMs: duration(env['WEFT_RETAIN_JOBS'], 20 * DAY, 'WEFT_RETAIN_JOBS'),
       intervalMs: duration(env['WEFT_RETENTION_INTERVAL'], 60 * 60 * 1000, 'WEFT_RETENTION_INTERVAL'),
     },
+    schedules: schedulesFromEnv(env),
+    commandWorkers: num(env['WEFT_COMMAND_WORKERS'], 16),
     capacity: {
       ...(env['WEFT_CPUS'] ? { cpu: num(env['WEFT_CPUS'], 0) } : {}),
       ...(env['WEFT_MEMORY'] ? { memBytes: parseMemory(env['WEFT_MEMORY'], 'WEFT_MEMORY') } : {}),
@@ -120,6 +194,8 @@ export async function startControlPlane(config: ControlPlaneConfig): Promise<Con
   const log = config.log ?? createLogger({ component: 'control-plane' });
   const dataDir = resolve(config.dataDir);
   const store = new SqliteStateStore(join(dataDir, 'weft.db'));
+  const scheduleStore = new SqliteScheduleStore(join(dataDir, 'weft.db'));
+  const commandDef = commandAlgorithm(config.commandWorkers);
   const blobs = new FsBlobStore(join(dataDir, 'blobs'));
   const metrics = new Metrics();
   const algorithms = new AlgorithmRegistry(store, join(dataDir, 'code'));
@@ -128,7 +204,7 @@ export async function startControlPlane(config: ControlPlaneConfig): Promise<Con
   let address = '';
   const dispatcher = new Dispatcher({
     executor,
-    algorithm: (name) => algorithms.get(name),
+    algorithm: (name) => (name === COMMAND_ALGORITHM ? commandDef : algorithms.get(name)),
     storageUrl: blobs.url,
     serverAddress: () => address,
     config: config.dispatcher,
@@ -151,6 +227,14 @@ export async function startControlPlane(config: ControlPlaneConfig): Promise<Con
     },
   });
   const triggers = new Triggers(engine, log);
+  const scheduler = new Scheduler({
+    store: scheduleStore,
+    dispatcher,
+    engine,
+    hasAlgorithm: (name) => algorithms.get(name) !== undefined,
+    config: { ...config.schedules, logDir: join(dataDir, 'logs', 'workflows') },
+    log: log.child({ component: 'scheduler' }),
+  });
   dispatcher.onSubmitJob = (req, parentJobId, reply) => void engine.submitFromTask(req, parentJobId, reply);
   for (const rec of await store.listPipelines()) {
     const d = rec.descriptor as unknown as Descriptor;
@@ -167,7 +251,20 @@ export async function startControlPlane(config: ControlPlaneConfig): Promise<Con
   server.addService(PipelineStoreService, pipelineStore(deps));
   server.addService(JobsService, jobs(deps));
   server.addService(WorkersService, workers(deps));
-  const services = ['weft.v1.AlgorithmStore', 'weft.v1.PipelineStore', 'weft.v1.Jobs', 'weft.v1.Workers'];
+  server.addService(WorkflowsService, workflows(scheduler, log));
+  server.addService(InstancesService, instances(scheduler, log));
+  server.addService(BackfillsService, backfills(scheduler, log));
+  server.addService(ConcurrencyLimitsService, concurrencyLimits(scheduler, log));
+  const services = [
+    'weft.v1.AlgorithmStore',
+    'weft.v1.PipelineStore',
+    'weft.v1.Jobs',
+    'weft.v1.Workers',
+    'weft.v1.Workflows',
+    'weft.v1.Instances',
+    'weft.v1.Backfills',
+    'weft.v1.ConcurrencyLimits',
+  ];
   const health = new HealthImplementation(Object.fromEntries(['', ...services].map((s) => [s, 'SERVING' as const])));
   health.addToServer(server);
   new ReflectionService(loadFileDescriptorSetFromBuffer(readFileSync(descriptorSetPath))).addToServer(server);
@@ -189,6 +286,7 @@ export async function startControlPlane(config: ControlPlaneConfig): Promise<Con
       for (const s of ['', ...services]) health.setStatus(s, 'NOT_SERVING');
       if (gcTimer) clearInterval(gcTimer);
       triggers.stop();
+      await scheduler.close();
       await dispatcher.shutdown();
       await executor.shutdown();
       await new Promise<void>((res) => {
@@ -204,6 +302,7 @@ export async function startControlPlane(config: ControlPlaneConfig): Promise<Con
       await new Promise<void>((res) => (metricsServer ? metricsServer.close(() => res()) : res()));
       await webhooks.close(2000);
       await store.close();
+      await scheduleStore.close();
       log.info('control plane stopped');
     })());
 
@@ -251,6 +350,8 @@ export async function startControlPlane(config: ControlPlaneConfig): Promise<Con
       if ((algorithms.get(rec.name)?.minHotWorkers ?? 0) > 0) dispatcher.ensureHot(rec.name);
     }
     const resumed = await engine.recover();
+    // After the job engine: a pipeline workflow's running job must be back before the scheduler reattaches to it.
+    const sched = await scheduler.start();
     const collect = (): void => {
       engine.collectGarbage().then(
         (n) =>
@@ -267,6 +368,8 @@ export async function startControlPlane(config: ControlPlaneConfig): Promise<Con
       dataDir,
       metricsPort,
       resumedJobs: resumed,
+      workflows: sched.workflows,
+      caughtUpSlots: sched.caughtUp,
     });
   } catch (err) {
     // Half-started is worse than not started: release the port, the workers

@@ -35,7 +35,7 @@ import type { BlobStore } from '@weft/common';
  * status, so grpc-js never answers UNKNOWN and a bad request never takes the
  * server down.
  */
-function unary<Req, Res>(log: Logger, name: string, fn: (req: Req) => Promise<Res>) {
+export function unary<Req, Res>(log: Logger, name: string, fn: (req: Req) => Promise<Res>) {
   return (call: ServerUnaryCall<Req, Res>, cb: sendUnaryData<Res>): void => {
     fn(call.request).then(
       (res) => cb(null, res),

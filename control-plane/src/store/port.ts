@@ -66,7 +66,7 @@ export interface TaskRecord {
   /** Shape metadata of the result, by save path. */
   meta: Record<string, { type: string; size: number }>;
   /** TaskFailure as JSON when state is failed. */
-  error: { type: string; message: string; stack: string; crash: boolean } | undefined;
+  error: { type: string; message: string; stack: string; crash: boolean; exitCode?: number } | undefined;
   started: Date | undefined;
   ended: Date;
 }

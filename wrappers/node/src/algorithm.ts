@@ -24,8 +24,10 @@ export interface TaskArgs {
   batchIndex: number;
   /** 1 for the first run; higher when the task is retried. */
   attempt: number;
-  /** What produced the task: "pipeline". */
+  /** What produced the task: "pipeline", "schedule" or "closure". */
   kind: string;
+  /** Environment given to this task only; also set in `process.env` while it runs. */
+  env: Record<string, string>;
 }
 
 /** What algorithm code can do while a task runs. */
@@ -98,9 +100,53 @@ interface TaskState {
   stopping: boolean;
 }
 
+/**
+ * Throw from `start` when the inputs the task needs do not exist yet. A
+ * scheduled workflow retries it later (Styx's exit code 20) without spending
+ * its retry budget; in a pipeline it is an ordinary failure.
+ */
+export class MissingDependencies extends Error {
+  readonly exitCode = 20;
+  constructor(message = 'missing dependencies') {
+    super(message);
+    this.name = 'MissingDependencies';
+  }
+}
+
+/** Throw from `start` for a failure that retrying cannot fix (Styx's exit code 50): not retried. */
+export class PermanentFailure extends Error {
+  readonly exitCode = 50;
+  constructor(message = 'permanent failure') {
+    super(message);
+    this.name = 'PermanentFailure';
+  }
+}
+
 function toFailure(err: unknown): WireFailure {
-  if (err instanceof Error) return { type: err.name || 'Error', message: err.message, stack: err.stack ?? '' };
+  if (err instanceof Error) {
+    const f: WireFailure = { type: err.name || 'Error', message: err.message, stack: err.stack ?? '' };
+    // Any error may carry an exit code, not only the two classes above (e.g. a child process's).
+    const code = (err as { exitCode?: unknown }).exitCode;
+    if (typeof code === 'number' && Number.isInteger(code)) f.exitCode = code;
+    return f;
+  }
   return { type: 'Error', message: typeof err === 'string' ? err : JSON.stringify(err), stack: '' };
+}
+
+/** Variables the previous task set and their values before it, to restore. */
+let taskEnvBackup: Record<string, string | undefined> = {};
+
+/** Gives the task's own environment to process.env, undoing the previous task's. */
+function applyTaskEnv(env: Record<string, string>): void {
+  for (const [k, v] of Object.entries(taskEnvBackup)) {
+    if (v === undefined) delete process.env[k];
+    else process.env[k] = v;
+  }
+  taskEnvBackup = {};
+  for (const [k, v] of Object.entries(env)) {
+    taskEnvBackup[k] = process.env[k];
+    process.env[k] = v;
+  }
 }
 
 /** A small LRU of decoded blobs: blobs are immutable, and batch items often read the same one. */
@@ -224,7 +270,9 @@ export function run(algorithm: Algorithm, options: RunOptions = {}): Promise<voi
       batchIndex: data.batchIndex,
       attempt: data.attempt,
       kind: data.kind,
+      env: data.env ?? {},
     };
+    applyTaskEnv(args.env);
     const state: TaskState = { data, args, abort, init: Promise.resolve(false), start: undefined, stopping: false };
     // Registered before init runs: a synchronous failure inside must find it to remove it.
     tasks.set(data.taskId, state);

@@ -3,6 +3,14 @@
  * types shared with the sidecar.
  * @packageDocumentation
  */
-export { run, type Algorithm, type Api, type TaskArgs, type RunOptions } from './algorithm.js';
+export {
+  run,
+  MissingDependencies,
+  PermanentFailure,
+  type Algorithm,
+  type Api,
+  type TaskArgs,
+  type RunOptions,
+} from './algorithm.js';
 export { LOCAL_PROTOCOL_VERSION } from './protocol.js';
 export type { InitializeData, SidecarFrame, AlgorithmFrame } from './protocol.js';

@@ -31,6 +31,8 @@ export interface InitializeData {
   savePaths: string[];
   attempt: number;
   kind: string;
+  /** Environment variables for this task only (e.g. WEFT_EXECUTION_ID); absent from older sidecars. */
+  env?: Record<string, string>;
 }
 
 export type SidecarFrame =
@@ -55,6 +57,8 @@ export interface WireFailure {
   type: string;
   message: string;
   stack: string;
+  /** 20 = missing dependencies, 50 = permanent failure (Styx's exit codes); see docs/protocols.md. */
+  exitCode?: number;
 }
 
 export type AlgorithmFrame =

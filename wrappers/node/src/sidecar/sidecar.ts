@@ -263,6 +263,7 @@ export class Sidecar {
         savePaths: task.savePaths,
         attempt: task.attempt,
         kind: task.kind,
+        env: task.env,
       },
     });
   }
@@ -446,6 +447,7 @@ export class Sidecar {
                 message: String(e.message ?? 'the algorithm reported an error without a message'),
                 stack: String(e.stack ?? ''),
                 crash: false,
+                ...(typeof e.exitCode === 'number' && Number.isInteger(e.exitCode) ? { exitCode: e.exitCode } : {}),
               },
             },
           },

@@ -49,6 +49,12 @@ export interface TaskFailure {
   stack: string;
   /** True when the process died (crash) rather than the algorithm raising an error. */
   crash: boolean;
+  /**
+   * The exit code the failure stands for, when the algorithm gave one:
+   * 20 = missing dependencies (retried later), 50 = permanent failure (not
+   * retried); schedules treat them as Styx treats a container's exit code.
+   */
+  exitCode?: number | undefined;
 }
 
 function createBasePayload(): Payload {
@@ -323,7 +329,7 @@ export const PathMeta: MessageFns<PathMeta> = {
 };
 
 function createBaseTaskFailure(): TaskFailure {
-  return { type: "", message: "", stack: "", crash: false };
+  return { type: "", message: "", stack: "", crash: false, exitCode: undefined };
 }
 
 export const TaskFailure: MessageFns<TaskFailure> = {
@@ -339,6 +345,9 @@ export const TaskFailure: MessageFns<TaskFailure> = {
     }
     if (message.crash !== false) {
       writer.uint32(32).bool(message.crash);
+    }
+    if (message.exitCode !== undefined) {
+      writer.uint32(40).int32(message.exitCode);
     }
     return writer;
   },
@@ -388,6 +397,14 @@ export const TaskFailure: MessageFns<TaskFailure> = {
             message.crash = reader.bool();
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.exitCode = reader.int32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -406,6 +423,11 @@ export const TaskFailure: MessageFns<TaskFailure> = {
       message: isSet(object.message) ? globalThis.String(object.message) : "",
       stack: isSet(object.stack) ? globalThis.String(object.stack) : "",
       crash: isSet(object.crash) ? globalThis.Boolean(object.crash) : false,
+      exitCode: isSet(object.exitCode)
+        ? globalThis.Number(object.exitCode)
+        : isSet(object.exit_code)
+        ? globalThis.Number(object.exit_code)
+        : undefined,
     };
   },
 
@@ -423,6 +445,9 @@ export const TaskFailure: MessageFns<TaskFailure> = {
     if (message.crash !== false) {
       obj.crash = message.crash;
     }
+    if (message.exitCode !== undefined) {
+      obj.exitCode = Math.round(message.exitCode);
+    }
     return obj;
   },
 
@@ -435,6 +460,7 @@ export const TaskFailure: MessageFns<TaskFailure> = {
     message.message = object.message ?? "";
     message.stack = object.stack ?? "";
     message.crash = object.crash ?? false;
+    message.exitCode = object.exitCode ?? undefined;
     return message;
   },
 };

@@ -184,8 +184,18 @@ export interface Task {
   savePaths: string[];
   attempt: number;
   priority: number;
-  /** What produced this unit of work: "pipeline" (later "schedule", "closure"). */
+  /** What produced this unit of work: "pipeline", "schedule" or "closure". */
   kind: string;
+  /**
+   * Environment variables the algorithm sees while it runs this task only
+   * (e.g. WEFT_EXECUTION_ID), on top of the worker's own.
+   */
+  env: { [key: string]: string };
+}
+
+export interface Task_EnvEntry {
+  key: string;
+  value: string;
 }
 
 export interface Initialize {
@@ -2286,6 +2296,7 @@ function createBaseTask(): Task {
     attempt: 0,
     priority: 0,
     kind: "",
+    env: {},
   };
 }
 
@@ -2330,6 +2341,9 @@ export const Task: MessageFns<Task> = {
     if (message.kind !== "") {
       writer.uint32(106).string(message.kind);
     }
+    globalThis.Object.entries(message.env).forEach(([key, value]: [string, string]) => {
+      Task_EnvEntry.encode({ key: key as any, value }, writer.uint32(114).fork()).join();
+    });
     return writer;
   },
 
@@ -2450,6 +2464,17 @@ export const Task: MessageFns<Task> = {
             message.kind = reader.string();
             continue;
           }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            const entry14 = Task_EnvEntry.decode(reader, reader.uint32());
+            if (entry14.value !== undefined) {
+              message.env[entry14.key] = entry14.value;
+            }
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2513,6 +2538,20 @@ export const Task: MessageFns<Task> = {
       attempt: isSet(object.attempt) ? globalThis.Number(object.attempt) : 0,
       priority: isSet(object.priority) ? globalThis.Number(object.priority) : 0,
       kind: isSet(object.kind) ? globalThis.String(object.kind) : "",
+      env: isObject(object.env)
+        ? (globalThis.Object.entries(object.env) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
     };
   },
 
@@ -2557,6 +2596,15 @@ export const Task: MessageFns<Task> = {
     if (message.kind !== "") {
       obj.kind = message.kind;
     }
+    if (message.env) {
+      const entries = globalThis.Object.entries(message.env) as [string, string][];
+      if (entries.length > 0) {
+        obj.env = {};
+        entries.forEach(([k, v]) => {
+          obj.env[k] = v;
+        });
+      }
+    }
     return obj;
   },
 
@@ -2578,6 +2626,100 @@ export const Task: MessageFns<Task> = {
     message.attempt = object.attempt ?? 0;
     message.priority = object.priority ?? 0;
     message.kind = object.kind ?? "";
+    message.env = (globalThis.Object.entries(object.env ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseTask_EnvEntry(): Task_EnvEntry {
+  return { key: "", value: "" };
+}
+
+export const Task_EnvEntry: MessageFns<Task_EnvEntry> = {
+  encode(message: Task_EnvEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Task_EnvEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTask_EnvEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Task_EnvEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: Task_EnvEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Task_EnvEntry>, I>>(base?: I): Task_EnvEntry {
+    return Task_EnvEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Task_EnvEntry>, I>>(object: I): Task_EnvEntry {
+    const message = createBaseTask_EnvEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };
