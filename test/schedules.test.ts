@@ -8,7 +8,17 @@ import { join } from 'node:path';
 import { status as Status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InstanceState, type Instance } from '@weft/proto';
-import { cleanup, rejection, scheduleClients, startServer, tempDir, until, type ServerProc } from './helpers.js';
+import {
+  FIXTURES,
+  clients,
+  cleanup,
+  rejection,
+  scheduleClients,
+  startServer,
+  tempDir,
+  until,
+  type ServerProc,
+} from './helpers.js';
 
 const FAST_RETRIES = { WEFT_RETRY_MISSING_DEPS_DELAY: '1s', WEFT_RETRY_BASE_DELAY: '1s' };
 
@@ -213,6 +223,137 @@ describe('scheduled command workflows', () => {
     const h = await s.haltBackfill(b.id, false);
     expect(h.active).toBe(0);
     expect(h.errored).toBe(2);
+  });
+});
+
+describe('algorithm and pipeline workflows', () => {
+  let server: ServerProc;
+  let s: ReturnType<typeof scheduleClients>;
+  let c: ReturnType<typeof clients>;
+  let dir: string;
+
+  beforeAll(async () => {
+    dir = tempDir('weft-sched-alg-');
+    server = await startServer({ env: FAST_RETRIES });
+    s = scheduleClients(server.address);
+    c = clients(server.address);
+    await c.applyFile(join(FIXTURES, 'algorithms.yaml'));
+  });
+  afterAll(async () => {
+    s.close();
+    c.close();
+    await server.stop();
+    cleanup(dir);
+  });
+
+  it('an algorithm that throws MissingDependencies is retried, then done; it sees the WEFT_* env', async () => {
+    await s.apply({
+      id: 'alg',
+      schedule: 'daily',
+      algorithm: { name: 'waitdeps', input: [{ marker: join(dir, 'alg-marker'), parameter: '{}' }] },
+    });
+    await s.trigger('alg', '2024-05-01');
+    const inst = await finished(s, 'alg', '2024-05-01');
+    expect(InstanceState[inst.state]).toBe('INSTANCE_STATE_DONE');
+    expect(inst.executions.map((e) => e.exitCode)).toEqual([20, 0]);
+    expect(inst.executions[0]!.error).toMatch(/MissingDependencies: .*alg-marker is not there yet/);
+    expect(inst.retryCost).toBeCloseTo(0.1);
+  });
+
+  it('PermanentFailure from Python stops the instance at once (exit 50)', async () => {
+    await s.apply({
+      id: 'py',
+      schedule: 'daily',
+      algorithm: { name: 'pydeps', input: [{ marker: join(dir, 'py'), parameter: '{}', mode: 'permanent' }] },
+    });
+    await s.trigger('py', '2024-05-02');
+    const inst = await finished(s, 'py', '2024-05-02');
+    expect(InstanceState[inst.state]).toBe('INSTANCE_STATE_ERROR');
+    expect(inst.executions.map((e) => e.exitCode)).toEqual([50]);
+    expect(inst.executions[0]!.error).toMatch(/PermanentFailure: partition 2024-05-02 is broken/);
+  });
+
+  it('a pipeline workflow runs a stored pipeline with {} substituted; its tasks see the env', async () => {
+    await c.store({
+      name: 'sched-pipe',
+      nodes: [{ nodeName: 'A', algorithmName: 'waitdeps', input: ['@flowInput.spec'] }],
+      flowInput: { spec: { marker: 'unused', parameter: 'unused' } },
+    });
+    await s.apply({
+      id: 'pipe',
+      schedule: 'hourly',
+      pipeline: { name: 'sched-pipe', flowInput: { spec: { marker: join(dir, 'pipe-marker'), parameter: '{}' } } },
+    });
+    await s.trigger('pipe', '2024-05-01T13');
+    const inst = await finished(s, 'pipe', '2024-05-01T13');
+    expect(InstanceState[inst.state]).toBe('INSTANCE_STATE_DONE');
+    expect(inst.executions.map((e) => e.exitCode)).toEqual([20, 0]);
+    const jobId = inst.executions[1]!.log.replace(/^job:/, '');
+    expect(inst.executions[1]!.log).toMatch(/^job:sched-pipe-/);
+    const [value] = await c.values(jobId);
+    expect(value).toEqual({
+      parameter: '2024-05-01T13',
+      weftParameter: '2024-05-01T13',
+      styxParameter: '2024-05-01T13',
+      executionId: inst.executions[1]!.executionId,
+      tries: '2',
+    });
+  });
+});
+
+describe('timeouts and spread', () => {
+  let server: ServerProc;
+  let s: ReturnType<typeof scheduleClients>;
+  let dir: string;
+  beforeAll(async () => {
+    dir = tempDir('weft-sched-timeout-');
+    server = await startServer({ env: { ...FAST_RETRIES, WEFT_TIMEOUT_RUNNING: '1s' } });
+    s = scheduleClients(server.address);
+  });
+  afterAll(async () => {
+    s.close();
+    await server.stop();
+    cleanup(dir);
+  });
+
+  it('a run past its state timeout is stopped, fails and follows the retry rules', async () => {
+    await s.apply({
+      id: 'slow',
+      schedule: 'daily',
+      command: sh(`echo $$ >> ${dir}/pids; exec sleep 60`),
+      retry_condition: 'tries < 2',
+    });
+    await s.trigger('slow', '2024-06-01');
+    const inst = await finished(s, 'slow', '2024-06-01', 30_000);
+    expect(InstanceState[inst.state]).toBe('INSTANCE_STATE_ERROR');
+    expect(inst.executions).toHaveLength(2);
+    for (const e of inst.executions) expect(e.error).toMatch(/timed out after 1 s in state running/);
+    const pids = readFileSync(join(dir, 'pids'), 'utf8').trim().split('\n').map(Number);
+    expect(pids).toHaveLength(2);
+    await until(() =>
+      pids.every((pid) => {
+        try {
+          process.kill(pid, 0);
+          return false;
+        } catch {
+          return true;
+        }
+      }),
+    );
+  });
+
+  it('spread gives each workflow a fixed start offset within the window', async () => {
+    const a = await s.apply({ id: 'spread-a', schedule: 'hourly', spread: 'PT30M', command: ['true'] });
+    const b = await s.apply({ id: 'spread-b', schedule: 'hourly', spread: 'PT30M', command: ['true'] });
+    const offset = (w: typeof a) => w.nextDue!.getTime() - (w.nextNaturalTrigger!.getTime() + 3_600_000);
+    for (const w of [a, b]) {
+      expect(offset(w)).toBeGreaterThanOrEqual(0);
+      expect(offset(w)).toBeLessThan(30 * 60_000);
+    }
+    expect(offset(a)).not.toBe(offset(b));
+    expect(offset(await s.apply({ id: 'spread-a', schedule: 'hourly', spread: 'PT30M', command: ['true'] }))).toBe(
+      offset(a),
+    );
   });
 });
 

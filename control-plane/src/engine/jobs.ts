@@ -667,7 +667,13 @@ export class JobEngine {
       resultKey: undefined,
       resultSize: 0,
       meta: {},
-      error: { type: f.type, message: f.message, stack: f.stack, crash: f.crash },
+      error: {
+        type: f.type,
+        message: f.message,
+        stack: f.stack,
+        crash: f.crash,
+        ...(f.exitCode !== undefined ? { exitCode: f.exitCode } : {}),
+      },
       started: outcome.started,
     });
     if (run.final) return;

@@ -108,8 +108,43 @@ class LifecycleTest(ProtocolTestCase):
                     "batchIndex": 3,
                     "attempt": 2,
                     "kind": "pipeline",
+                    "env": {},
                 },
             },
+        )
+
+    def test_task_env_is_visible_during_the_task_and_undone_for_the_next(self) -> None:
+        seen: List[Any] = []
+
+        def start(args: Dict[str, Any]) -> Any:
+            seen.append((args["env"], os.environ.get("WEFT_EXECUTION_ID"), os.environ.get("HOME")))
+            return None
+
+        self.shim(start)
+        home = os.environ.get("HOME")
+        self.run_task(task("j:0:0", env={"WEFT_EXECUTION_ID": "weft-run-1", "HOME": "/elsewhere"}))
+        self.run_task(task("j:0:1"))
+        self.assertEqual(seen[0], ({"WEFT_EXECUTION_ID": "weft-run-1", "HOME": "/elsewhere"}, "weft-run-1", "/elsewhere"))
+        self.assertEqual(seen[1], ({}, None, home))
+
+    def test_exit_codes_of_missing_dependencies_permanent_failure_and_any_exit_code(self) -> None:
+        from weft_shim import MissingDependencies, PermanentFailure
+
+        class Custom(Exception):
+            exit_code = 7
+
+        errors = [MissingDependencies("no input yet"), PermanentFailure("bad config"), Custom("x"), ValueError("v")]
+
+        def start(args: Dict[str, Any]) -> Any:
+            raise errors[args["input"][0]]
+
+        self.shim(start)
+        got = []
+        for i in range(4):
+            frames = self.run_task(task(f"j:0:{i}", input=[i]), until="errorMessage")
+            got.append((frames[-1]["data"]["error"]["type"], frames[-1]["data"]["error"].get("exitCode")))
+        self.assertEqual(
+            got, [("MissingDependencies", 20), ("PermanentFailure", 50), ("Custom", 7), ("ValueError", None)]
         )
 
     def test_start_with_one_parameter_and_tasks_one_after_another(self) -> None:

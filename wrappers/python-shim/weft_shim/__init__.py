@@ -18,8 +18,20 @@ Two ways in, as with HKube's Python wrapper:
 """
 
 from .codec import BLOB_REF_EXT, BlobRef, packb, unpackb
-from .runner import Api, CodeApiError, InputError, run
+from .runner import Api, CodeApiError, InputError, MissingDependencies, PermanentFailure, run
 
 __version__ = "0.1.0"
 
-__all__ = ["Api", "BLOB_REF_EXT", "BlobRef", "CodeApiError", "InputError", "packb", "run", "unpackb", "__version__"]
+__all__ = [
+    "Api",
+    "BLOB_REF_EXT",
+    "BlobRef",
+    "CodeApiError",
+    "InputError",
+    "MissingDependencies",
+    "PermanentFailure",
+    "packb",
+    "run",
+    "unpackb",
+    "__version__",
+]

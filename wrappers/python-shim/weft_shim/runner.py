@@ -80,8 +80,42 @@ async def _await(aw: Any) -> Any:
     return await aw
 
 
-def failure(exc: BaseException) -> Dict[str, str]:
-    """The local protocol's error map: exception type, message and traceback."""
+class MissingDependencies(Exception):
+    """Raise from start when the inputs the task needs do not exist yet.
+
+    A scheduled workflow retries it later (Styx's exit code 20) without spending
+    its retry budget; in a pipeline it is an ordinary failure.
+    """
+
+    exit_code = 20
+
+
+class PermanentFailure(Exception):
+    """Raise from start for a failure that retrying cannot fix (Styx's exit code 50): not retried."""
+
+    exit_code = 50
+
+
+_task_env_backup: Dict[str, Optional[str]] = {}
+
+
+def _apply_task_env(env: Any) -> None:
+    """Gives the task's own environment (e.g. WEFT_EXECUTION_ID) to os.environ, undoing the previous task's."""
+    for k, v in _task_env_backup.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    _task_env_backup.clear()
+    if isinstance(env, dict):
+        for k, v in env.items():
+            if isinstance(k, str) and isinstance(v, str):
+                _task_env_backup[k] = os.environ.get(k)
+                os.environ[k] = v
+
+
+def failure(exc: BaseException) -> Dict[str, Any]:
+    """The local protocol's error map: exception type, message, traceback and exit code if any."""
     tb = exc.__traceback__
     # Leave out the shim's own frames above the algorithm's, when there are any of the algorithm's.
     t = tb
@@ -91,7 +125,12 @@ def failure(exc: BaseException) -> Dict[str, str]:
         tb = t
     stack = "".join(traceback.format_exception(type(exc), exc, tb))
     message = str(exc)
-    return {"type": type(exc).__name__, "message": message, "stack": stack}
+    out: Dict[str, Any] = {"type": type(exc).__name__, "message": message, "stack": stack}
+    # Any exception may carry an exit code (exit_code attribute), not only the two classes above.
+    code = getattr(exc, "exit_code", None)
+    if isinstance(code, int) and not isinstance(code, bool):
+        out["exitCode"] = code
+    return out
 
 
 class _BlobCache:
@@ -291,6 +330,7 @@ class _Task:
             "batchIndex": data.get("batchIndex", -1),
             "attempt": data.get("attempt", 1),
             "kind": data.get("kind", "pipeline"),
+            "env": data.get("env") if isinstance(data.get("env"), dict) else {},
         }
         self.started = False
         self.stopping = False
@@ -487,6 +527,7 @@ class _Shim:
             _log("dropped an initialize frame without a taskId")
             return
         t = _Task(data, refs)
+        _apply_task_env(t.args["env"])
         with self.tasks_lock:
             self.tasks[t.task_id] = t
         if self.init is None and not refs:
