@@ -1,9 +1,20 @@
 import { describe, expect, it } from 'vitest';
-import { parseCommandLine, parsePort, parseTime, resolveServer, suggest, type Invocation } from './args.js';
+import {
+  parseCommandLine,
+  parseDuration,
+  parseEnv,
+  parseInstant,
+  parsePort,
+  parsePositiveInt,
+  parseTime,
+  resolveServer,
+  suggest,
+  type Invocation,
+} from './args.js';
 import { UsageError } from './errors.js';
 import { helpText } from './help.js';
 import { HANDLERS } from './run.js';
-import { FLAGS, TREE, isGroup, type CommandSpec } from './spec.js';
+import { FLAGS, TREE, isGroup, type CommandSpec, type FlagSpec } from './spec.js';
 
 const env = {};
 
@@ -148,6 +159,155 @@ describe('job control commands', () => {
   });
 });
 
+describe('schedule commands', () => {
+  it('collects a repeated --env in order', () => {
+    const inv = runInvocation([
+      'workflow',
+      'trigger',
+      'wf',
+      '2024-01-01',
+      '--env',
+      'A=1',
+      '--env=B=x=y',
+      '--allow-future',
+    ]);
+    expect(inv.args).toEqual(['wf', '2024-01-01']);
+    expect(inv.flags).toEqual({ wait: false, env: ['A=1', 'B=x=y'], 'allow-future': true });
+    expect(runInvocation(['workflow', 'trigger', 'wf', 'p']).flags).toEqual({ wait: false });
+    expect(usageError(['workflow', 'trigger', 'wf', 'p', '--env']).message).toContain('--env needs a value');
+  });
+
+  it('keeps the last value of a flag that is not repeatable', () => {
+    expect(runInvocation(['instance', 'ls', '--state', 'done', '--state', 'error']).flags.state).toBe('error');
+  });
+
+  it('parses backfill create in Styx order, with its flags', () => {
+    const inv = runInvocation([
+      'backfill',
+      'create',
+      'wf',
+      '2024-01-01',
+      '2024-02-01',
+      '3',
+      '--reverse',
+      '--description',
+      'January again',
+    ]);
+    expect(inv.args).toEqual(['wf', '2024-01-01', '2024-02-01', '3']);
+    expect(inv.flags).toEqual({ wait: false, reverse: true, description: 'January again' });
+    expect(usageError(['backfill', 'create', 'wf', '2024-01-01', '2024-02-01']).message).toBe(
+      'missing CONCURRENCY; usage: weft backfill create WORKFLOW START END CONCURRENCY [flags]',
+    );
+  });
+
+  it('parses the filters and options of instance, backfill and resource commands', () => {
+    expect(runInvocation(['instance', 'ls', '--workflow', 'wf', '--trigger', 'natural-trigger']).flags).toEqual({
+      wait: false,
+      workflow: 'wf',
+      trigger: 'natural-trigger',
+    });
+    expect(runInvocation(['instance', 'retry', 'wf', 'p', '--delay', '5m']).flags.delay).toBe('5m');
+    expect(runInvocation(['backfill', 'ls', '--all']).flags).toEqual({ wait: false, all: true });
+    expect(runInvocation(['backfill', 'halt', 'b1', '--graceful']).flags).toEqual({ wait: false, graceful: true });
+    expect(runInvocation(['backfill', 'edit', 'b1', '--concurrency', '4']).flags.concurrency).toBe('4');
+    expect(runInvocation(['resource', 'create', 'db', '2']).args).toEqual(['db', '2']);
+    expect(usageError(['resource', 'edit', 'db']).message).toBe(
+      'missing --concurrency N; usage: weft resource edit ID --concurrency N [flags]',
+    );
+    expect(usageError(['workflow', 'ls', '--all']).message).toBe("unknown flag --all; run 'weft workflow ls --help'");
+  });
+});
+
+describe('weft help', () => {
+  it('is --help for the words after it', () => {
+    expect(parseCommandLine(['help'], env)).toEqual({ kind: 'help', path: [], exitCode: 0 });
+    expect(parseCommandLine(['help', 'workflow'], env)).toEqual({ kind: 'help', path: ['workflow'], exitCode: 0 });
+    expect(parseCommandLine(['help', 'backfill', 'create'], env)).toEqual({
+      kind: 'help',
+      path: ['backfill', 'create'],
+      exitCode: 0,
+    });
+  });
+
+  it('points out a mistyped word', () => {
+    expect(usageError(['help', 'wrkflow']).message).toContain('(did you mean "workflow"?)');
+    expect(usageError(['help', 'instance', 'sho']).message).toContain('(did you mean "show"?)');
+  });
+
+  it('describes the schedule groups', () => {
+    const top = helpText([]);
+    for (const group of ['workflow', 'instance', 'backfill', 'resource']) expect(top).toContain(`  ${group} `);
+    expect(helpText(['workflow'])).toContain('trigger ID PARAMETER');
+    expect(helpText(['resource'])).toContain('A resource named global, when it exists, limits every workflow.');
+    expect(helpText(['workflow', 'trigger'])).toContain('--env K=V');
+  });
+});
+
+describe('parsePositiveInt', () => {
+  it('accepts whole numbers from 1', () => {
+    expect(parsePositiveInt('CONCURRENCY', '1')).toBe(1);
+    expect(parsePositiveInt('CONCURRENCY', '010')).toBe(10);
+    expect(parsePositiveInt('CONCURRENCY', '4294967295')).toBe(4294967295);
+  });
+
+  it('names the argument when it rejects a value', () => {
+    expect(() => parsePositiveInt('CONCURRENCY', '0')).toThrow('CONCURRENCY must be a positive integer, got "0"');
+    expect(() => parsePositiveInt('--concurrency', 'two')).toThrow(
+      '--concurrency must be a positive integer, got "two"',
+    );
+    expect(() => parsePositiveInt('N', '4294967296')).toThrow('N must be at most 4294967295');
+    for (const bad of ['', '-1', '1.5', '1e3', '0x10', ' 5', '+5']) {
+      expect(() => parsePositiveInt('N', bad), bad).toThrow(UsageError);
+    }
+  });
+});
+
+describe('parseDuration', () => {
+  it('reads numbers with units', () => {
+    expect(parseDuration('delay', '90s')).toBe(90_000);
+    expect(parseDuration('delay', '5m')).toBe(300_000);
+    expect(parseDuration('delay', '1h30m')).toBe(5_400_000);
+    expect(parseDuration('delay', '0s')).toBe(0);
+    expect(parseDuration('delay', undefined)).toBeUndefined();
+  });
+
+  it('rejects anything else', () => {
+    for (const bad of ['', '5', '5x', '-5m', '1.5h', 'PT5M']) {
+      expect(() => parseDuration('delay', bad), bad).toThrow(UsageError);
+    }
+    expect(() => parseDuration('delay', 'soon')).toThrow(
+      '--delay must be a duration such as 90s, 5m or 1h30m, got "soon"',
+    );
+  });
+});
+
+describe('parseEnv', () => {
+  it('splits at the first =, the last value of a name winning', () => {
+    expect(parseEnv(['A=1', 'B=x=y', 'C=', 'A=2'])).toEqual({ A: '2', B: 'x=y', C: '' });
+    expect(parseEnv(undefined)).toEqual({});
+  });
+
+  it('rejects a pair without = or with a bad name', () => {
+    expect(() => parseEnv(['A'])).toThrow('--env must be NAME=VALUE, got "A"');
+    expect(() => parseEnv(['1A=x'])).toThrow('"1A" is not a valid environment variable name');
+    expect(() => parseEnv(['=x'])).toThrow(UsageError);
+  });
+});
+
+describe('parseInstant', () => {
+  it('reads times with Z or an offset', () => {
+    expect(parseInstant('2024-01-01T00:00:00Z')?.toISOString()).toBe('2024-01-01T00:00:00.000Z');
+    expect(parseInstant('2024-01-01T02:00+02:00')?.toISOString()).toBe('2024-01-01T00:00:00.000Z');
+    expect(parseInstant('2024-01-01T05:00:00.000z')?.toISOString()).toBe('2024-01-01T05:00:00.000Z');
+  });
+
+  it('refuses what does not name one instant', () => {
+    for (const text of ['2024-01-01', '2024-01-01T05:00', '2024-01-01T05', '2024-02-30T00:00Z', 'now']) {
+      expect(parseInstant(text), text).toBeUndefined();
+    }
+  });
+});
+
 describe('parseTime', () => {
   const now = new Date('2024-05-10T12:00:00.000Z');
   const at = (value: string): string | undefined => parseTime('from', value, now)?.toISOString();
@@ -247,7 +407,7 @@ describe('command tree', () => {
   });
 
   it('gives every short flag to one flag only', () => {
-    const shorts = Object.values(FLAGS).flatMap((f: { short?: string }) => (f.short ? [f.short] : []));
+    const shorts = Object.values(FLAGS).flatMap((f: FlagSpec) => (f.short ? [f.short] : []));
     expect(new Set(shorts).size).toBe(shorts.length);
   });
 });

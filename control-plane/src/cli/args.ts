@@ -1,6 +1,15 @@
 import { parseArgs } from 'node:util';
 import { UsageError } from './errors.js';
-import { FLAGS, GLOBAL_FLAGS, TREE, entryName, isGroup, type CommandSpec, type FlagName } from './spec.js';
+import {
+  FLAGS,
+  GLOBAL_FLAGS,
+  TREE,
+  entryName,
+  isGroup,
+  type CommandSpec,
+  type FlagName,
+  type FlagSpec,
+} from './spec.js';
 import { flagSynopsis, usageLine } from './help.js';
 
 /** Where the CLI looks for the control plane when neither --server nor WEFT_SERVER is set. */
@@ -26,6 +35,18 @@ export interface Flags {
   from?: string;
   to?: string;
   download?: string;
+  /** Every --env given, in order; see {@link parseEnv}. */
+  env?: string[];
+  'allow-future'?: boolean;
+  workflow?: string;
+  state?: string;
+  trigger?: string;
+  delay?: string;
+  reverse?: boolean;
+  description?: string;
+  all?: boolean;
+  concurrency?: string;
+  graceful?: boolean;
 }
 
 /** What the command line asks for. */
@@ -145,6 +166,80 @@ function parseIso(text: string): Date | undefined {
   return Number.isNaN(date.getTime()) ? undefined : date;
 }
 
+/** `90s`, `30m`, `1h`, `2d`, `1w`, `1h30m` in milliseconds; undefined for anything else. */
+function durationMs(text: string): number | undefined {
+  if (!/^(?:\d+[smhdw])+$/i.test(text)) return undefined;
+  let ms = 0;
+  for (const [, n, unit] of text.matchAll(/(\d+)([smhdw])/gi)) {
+    ms += Number(n) * (UNIT_MS[(unit ?? '').toLowerCase()] ?? 0);
+  }
+  return ms;
+}
+
+/**
+ * Parses a duration flag such as --delay: a number with a unit (`s`, `m`,
+ * `h`, `d`, `w`) or several (`1h30m`), in milliseconds. Throws a UsageError
+ * otherwise.
+ */
+export function parseDuration(flag: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const ms = durationMs(value.trim());
+  if (ms === undefined || !Number.isSafeInteger(ms)) {
+    throw new UsageError(`--${flag} must be a duration such as 90s, 5m or 1h30m, got "${value}"`);
+  }
+  return ms;
+}
+
+/** Largest count a uint32 field of the contract carries. */
+const MAX_UINT32 = 0xffff_ffff;
+
+/**
+ * Parses a count given on the command line, such as CONCURRENCY or
+ * --concurrency: a whole number from 1 up. `name` is how the user wrote the
+ * argument, so the error points at it. Throws a UsageError otherwise.
+ */
+export function parsePositiveInt(name: string, value: string): number {
+  const n = Number(value);
+  // Number() alone would also take "1e3", "0x10" and " 5 ", none of which look like a count.
+  if (!/^\d+$/.test(value) || n < 1) throw new UsageError(`${name} must be a positive integer, got "${value}"`);
+  if (n > MAX_UINT32) throw new UsageError(`${name} must be at most ${MAX_UINT32}, got ${value}`);
+  return n;
+}
+
+// The names a process environment accepts everywhere (the workflow document's env uses the same rule).
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/**
+ * Turns the values of a repeatable `--env K=V` flag into a map. The value may
+ * be empty and may contain `=`; a later K replaces an earlier one, as with
+ * `docker run -e`. Throws a UsageError for a value without `=` or a bad name.
+ */
+export function parseEnv(values: readonly string[] | undefined): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const pair of values ?? []) {
+    const eq = pair.indexOf('=');
+    if (eq < 0) throw new UsageError(`--env must be NAME=VALUE, got "${pair}"`);
+    const name = pair.slice(0, eq);
+    if (!ENV_NAME.test(name)) {
+      throw new UsageError(`--env "${pair}": "${name}" is not a valid environment variable name`);
+    }
+    env[name] = pair.slice(eq + 1);
+  }
+  return env;
+}
+
+/**
+ * Parses an ISO 8601 time that names one instant: a date and a time with `Z`
+ * or an offset (`2024-01-01T00:00:00Z`, `2024-01-01T02:00+02:00`). Without an
+ * offset the instant would depend on where the CLI runs, so it is refused:
+ * returns undefined, as for anything else.
+ */
+export function parseInstant(text: string): Date | undefined {
+  const m = ISO_TIME.exec(text.trim());
+  if (!m || m[4] === undefined || m[5] === undefined) return undefined;
+  return parseIso(text.trim());
+}
+
 /**
  * Parses a time flag such as --from: an ISO 8601 date or time, or an age
  * (`90s`, `30m`, `1h`, `2d`, `1w`, `1h30m`) meaning that long before `now`.
@@ -154,13 +249,8 @@ function parseIso(text: string): Date | undefined {
 export function parseTime(flag: string, value: string | undefined, now: Date): Date | undefined {
   if (value === undefined) return undefined;
   const text = value.trim();
-  if (/^(?:\d+[smhdw])+$/i.test(text)) {
-    let ms = 0;
-    for (const [, n, unit] of text.matchAll(/(\d+)([smhdw])/gi)) {
-      ms += Number(n) * (UNIT_MS[(unit ?? '').toLowerCase()] ?? 0);
-    }
-    return new Date(now.getTime() - ms);
-  }
+  const age = durationMs(text);
+  if (age !== undefined) return new Date(now.getTime() - age);
   const date = parseIso(text);
   if (date) return date;
   throw new UsageError(
@@ -200,6 +290,10 @@ export function parseCommandLine(
       );
     return { kind: 'help', path: [], exitCode: wantsHelp ? 0 : 2 };
   }
+  // `weft help [COMMAND...]` is `weft [COMMAND...] --help`, as in git and go.
+  if (first === 'help' && !TREE.some((entry) => entryName(entry) === 'help')) {
+    return { kind: 'help', path: checkedHelpPath(positionals.slice(1)), exitCode: 0 };
+  }
   const top = TREE.find((entry) => entryName(entry) === first);
   if (!top) {
     throw unknownWord(
@@ -236,12 +330,15 @@ export function parseCommandLine(
   const allowed = new Set<FlagName>(command.flags.map(([name]) => name));
   if (command.globals) for (const [name] of GLOBAL_FLAGS) allowed.add(name);
   const given = new Map<FlagName, string | boolean>();
+  const repeated = new Map<FlagName, string[]>();
   for (const token of options) {
     if (!isFlagName(token.name) || !allowed.has(token.name)) throw unknownFlag(token.rawName, where, [...allowed]);
     const name = token.name;
-    if (FLAGS[name].type === 'string') {
+    const spec: FlagSpec = FLAGS[name];
+    if (spec.type === 'string') {
       if (token.value === undefined) throw new UsageError(`${token.rawName} needs a value; run '${where} --help'`);
       given.set(name, token.value);
+      if (spec.repeatable) repeated.set(name, [...(repeated.get(name) ?? []), token.value]);
     } else {
       if (token.value !== undefined) throw new UsageError(`${token.rawName} takes no value`);
       given.set(name, true);
@@ -268,6 +365,11 @@ export function parseCommandLine(
     throw new UsageError(`unknown output format "${output}"; use -o json or -o text`);
   }
   const flags: Flags = { wait: given.get('wait') === true };
+  for (const name of ['allow-future', 'reverse', 'all', 'graceful'] as const) {
+    if (given.get(name) === true) flags[name] = true;
+  }
+  const envPairs = repeated.get('env');
+  if (envPairs !== undefined) flags.env = envPairs;
   for (const name of [
     'file',
     'input',
@@ -283,11 +385,42 @@ export function parseCommandLine(
     'from',
     'to',
     'download',
+    'workflow',
+    'state',
+    'trigger',
+    'delay',
+    'description',
+    'concurrency',
   ] as const) {
     const v = str(name);
     if (v !== undefined) flags[name] = v;
   }
   return { kind: 'run', command, args, flags, output, server: resolveServer(str('server'), env) };
+}
+
+/** The words after `weft help`, checked like a command line so a typo gets a hint rather than the top page. */
+function checkedHelpPath(words: readonly string[]): string[] {
+  const [first, second] = words;
+  if (first === undefined) return [];
+  const top = TREE.find((entry) => entryName(entry) === first);
+  if (!top) {
+    throw unknownWord(
+      'command',
+      first,
+      TREE.map((entry) => entryName(entry)),
+      'weft',
+    );
+  }
+  if (!isGroup(top) || second === undefined) return [first];
+  if (!top.commands.some((c) => entryName(c) === second)) {
+    throw unknownWord(
+      `${top.name} command`,
+      second,
+      top.commands.map((c) => entryName(c)),
+      `weft ${top.name}`,
+    );
+  }
+  return [first, second];
 }
 
 function unknownFlag(raw: string, where: string, allowed: readonly FlagName[]): UsageError {

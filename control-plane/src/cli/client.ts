@@ -1,5 +1,13 @@
 import { credentials, type ChannelOptions, type ServiceError } from '@grpc/grpc-js';
-import { AlgorithmStoreClient, JobsClient, PipelineStoreClient } from '@weft/proto';
+import {
+  AlgorithmStoreClient,
+  BackfillsClient,
+  ConcurrencyLimitsClient,
+  InstancesClient,
+  JobsClient,
+  PipelineStoreClient,
+  WorkflowsClient,
+} from '@weft/proto';
 
 // Results of a large batch can exceed grpc-js's 4 MiB default; the CLI would
 // rather print them than fail.
@@ -13,6 +21,10 @@ export class Clients {
   private algorithmsClient: AlgorithmStoreClient | undefined;
   private pipelinesClient: PipelineStoreClient | undefined;
   private jobsClient: JobsClient | undefined;
+  private workflowsClient: WorkflowsClient | undefined;
+  private instancesClient: InstancesClient | undefined;
+  private backfillsClient: BackfillsClient | undefined;
+  private resourcesClient: ConcurrencyLimitsClient | undefined;
 
   constructor(
     /** HOST:PORT of the control plane. */
@@ -37,11 +49,39 @@ export class Clients {
     return this.jobsClient;
   }
 
+  /** The Workflows service (scheduled workflows). */
+  get workflows(): WorkflowsClient {
+    this.workflowsClient ??= new WorkflowsClient(this.address, credentials.createInsecure(), CHANNEL_OPTIONS);
+    return this.workflowsClient;
+  }
+
+  /** The Instances service (one run of a workflow per parameter). */
+  get instances(): InstancesClient {
+    this.instancesClient ??= new InstancesClient(this.address, credentials.createInsecure(), CHANNEL_OPTIONS);
+    return this.instancesClient;
+  }
+
+  /** The Backfills service. */
+  get backfills(): BackfillsClient {
+    this.backfillsClient ??= new BackfillsClient(this.address, credentials.createInsecure(), CHANNEL_OPTIONS);
+    return this.backfillsClient;
+  }
+
+  /** The ConcurrencyLimits service (resources). */
+  get resources(): ConcurrencyLimitsClient {
+    this.resourcesClient ??= new ConcurrencyLimitsClient(this.address, credentials.createInsecure(), CHANNEL_OPTIONS);
+    return this.resourcesClient;
+  }
+
   /** Closes every channel opened so far. */
   close(): void {
     this.algorithmsClient?.close();
     this.pipelinesClient?.close();
     this.jobsClient?.close();
+    this.workflowsClient?.close();
+    this.instancesClient?.close();
+    this.backfillsClient?.close();
+    this.resourcesClient?.close();
   }
 }
 

@@ -4,7 +4,15 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decode } from '@weft/common';
 import { CliError } from './errors.js';
-import { flowInputFields, loadAlgorithmSpecs, loadFlowInput, loadPipelines, parseDocuments } from './files.js';
+import {
+  flowInputFields,
+  loadAlgorithmSpecs,
+  loadFlowInput,
+  loadPipelines,
+  loadWorkflowDocuments,
+  parseDocuments,
+  workflowDocuments,
+} from './files.js';
 
 let dir: string;
 
@@ -107,5 +115,47 @@ describe('flow input', () => {
     const fields = flowInputFields(binary);
     if (!('flowInputMsgpack' in fields)) throw new Error('expected msgpack');
     expect(decode(fields.flowInputMsgpack)).toEqual({ data: Buffer.from('hi') });
+  });
+});
+
+describe('workflow documents', () => {
+  it('reads one document or a stream, named by id', async () => {
+    const one = await loadWorkflowDocuments(
+      await file('wf.yaml', 'id: daily\nschedule: "@daily"\ncommand: [echo, "{}"]\nretry_condition: exitCode != 50\n'),
+    );
+    expect(one).toEqual({
+      documents: [{ id: 'daily', schedule: '@daily', command: ['echo', '{}'], retry_condition: 'exitCode != 50' }],
+      names: ['workflow "daily"'],
+      many: false,
+    });
+    const many = await loadWorkflowDocuments(await file('wfs.yaml', 'id: a\nschedule: hourly\n---\nschedule: daily\n'));
+    expect(many.documents).toHaveLength(2);
+    // A document without an id is named by its place, for the server's "id: required".
+    expect(many.names).toEqual(['workflow "a"', `${join(dir, 'wfs.yaml')}[1]`]);
+    expect(many.many).toBe(true);
+  });
+
+  it('keeps the schedule fields as text', () => {
+    // YAML 1.1 would read the date as a timestamp; the core schema leaves it a string.
+    const { documents } = workflowDocuments(
+      parseDocuments('id: m\nschedule: 0 5 * * *\nstart: 2024-01-01\n', 'w.yaml'),
+      'w.yaml',
+    );
+    expect(documents[0]).toEqual({ id: 'm', schedule: '0 5 * * *', start: '2024-01-01' });
+  });
+
+  it('rejects what cannot be a workflow', () => {
+    expect(() => workflowDocuments({ values: [], many: false }, 'w.yaml')).toThrow(
+      'w.yaml: no workflow document found',
+    );
+    expect(() => workflowDocuments({ values: [{ id: 'a' }, 5], many: true }, 'w.yaml')).toThrow(
+      'w.yaml[1]: a workflow document must be a mapping',
+    );
+    expect(() =>
+      workflowDocuments({ values: [{ id: 'a', env: { K: Buffer.from('x') } }], many: false }, 'w.yaml'),
+    ).toThrow('w.yaml: a workflow document may hold only JSON values');
+    expect(() => workflowDocuments({ values: [{ id: 'a' }, { id: 'b' }, { id: 'a' }], many: true }, 'w.json')).toThrow(
+      'w.json[2]: workflow "a" is also defined at w.json[0]',
+    );
   });
 });

@@ -235,3 +235,45 @@ export function flowInputFields(
 ): { flowInput: Record<string, unknown> } | { flowInputMsgpack: Buffer } {
   return needsMsgpack(value) ? { flowInputMsgpack: encode(value) } : { flowInput: value };
 }
+
+/** Workflow documents read from a file, ready to send as they are. */
+export interface WorkflowFile {
+  documents: Record<string, unknown>[];
+  /** How to name each document in an error: `workflow "ID"`, or its place in the file when it has no id. */
+  names: string[];
+  many: boolean;
+}
+
+/**
+ * Checks the documents of a workflow file. The server validates the fields
+ * (and reports unknown ones); here only what must hold before sending: each
+ * document is a mapping a protobuf Struct can carry, and no id appears twice
+ * (the second would silently replace the first).
+ */
+export function workflowDocuments({ values, many }: Documents, file: string): WorkflowFile {
+  if (values.length === 0) throw new CliError(`${file}: no workflow document found`);
+  const documents: Record<string, unknown>[] = [];
+  const names: string[] = [];
+  const seen = new Map<string, string>();
+  values.forEach((value, i) => {
+    const where = many ? `${file}[${i}]` : file;
+    if (!isMapping(value)) throw new CliError(`${where}: a workflow document must be a mapping`);
+    if (needsMsgpack(value)) throw new CliError(`${where}: a workflow document may hold only JSON values`);
+    const id = value['id'];
+    if (typeof id === 'string' && id.trim() !== '') {
+      const first = seen.get(id);
+      if (first !== undefined) throw new CliError(`${where}: workflow "${id}" is also defined at ${first}`);
+      seen.set(id, where);
+      names.push(`workflow "${id}"`);
+    } else {
+      names.push(where);
+    }
+    documents.push(value);
+  });
+  return { documents, names, many };
+}
+
+/** Reads workflow documents (Styx's file format plus weft's fields); see {@link workflowDocuments}. */
+export async function loadWorkflowDocuments(file: string): Promise<WorkflowFile> {
+  return workflowDocuments(await loadDocuments(file), file);
+}

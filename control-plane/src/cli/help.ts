@@ -41,7 +41,7 @@ function commandLabel(cmd: CommandSpec): string {
 
 function topHelp(): string {
   return [
-    'weft runs HKube-style pipelines on a gRPC control plane.',
+    'weft runs HKube-style pipelines and Styx-style scheduled workflows on a gRPC control plane.',
     '',
     'Usage: weft <command> [flags]',
     '',
@@ -61,6 +61,7 @@ function groupHelp(group: GroupSpec): string {
     '',
     `Usage: weft ${group.name} <command> [flags]`,
     '',
+    ...(group.details ? [group.details, ''] : []),
     'Commands:',
     ...columns(group.commands.map((cmd) => [commandLabel(cmd), cmd.summary])),
     '',

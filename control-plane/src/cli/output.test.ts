@@ -1,13 +1,25 @@
 import { describe, expect, it } from 'vitest';
 import { BlobRef, encode } from '@weft/common';
-import { JobState, NodeState, type JobResult, type JobStatus, type LeafResult, type NodeStatus } from '@weft/proto';
+import {
+  InstanceState,
+  JobState,
+  NodeState,
+  type JobResult,
+  type JobStatus,
+  type LeafResult,
+  type NodeStatus,
+} from '@weft/proto';
+import { UsageError } from './errors.js';
 import {
   formatPercent,
   formatTable,
   formatTime,
+  instanceStateName,
   jobResultJson,
   jobStateName,
   jobStatusJson,
+  oneLine,
+  parseInstanceStates,
   parseJobState,
   resultLines,
   statusLines,
@@ -313,5 +325,37 @@ describe('statusLines', () => {
     expect(lines.filter((l) => l.includes('Traceback'))).toHaveLength(3);
     expect(lines.filter((l) => /^ {2}P#\d+: ValueError: bad$/.test(l))).toHaveLength(20);
     expect(lines.at(-1)).toBe('  … and 2 more (-o json lists them all)');
+  });
+});
+
+describe('instance states', () => {
+  it('are named in lower case', () => {
+    expect(instanceStateName(InstanceState.INSTANCE_STATE_QUEUED)).toBe('queued');
+    expect(instanceStateName(InstanceState.INSTANCE_STATE_SUBMITTING)).toBe('submitting');
+    expect(instanceStateName(InstanceState.INSTANCE_STATE_ERROR)).toBe('error');
+    expect(instanceStateName(InstanceState.INSTANCE_STATE_UNSPECIFIED)).toBe('unknown');
+  });
+
+  it('parse one or several names, as printed or as in the contract', () => {
+    expect(parseInstanceStates('running')).toEqual([InstanceState.INSTANCE_STATE_RUNNING]);
+    expect(parseInstanceStates(' Failed, error ,failed')).toEqual([
+      InstanceState.INSTANCE_STATE_FAILED,
+      InstanceState.INSTANCE_STATE_ERROR,
+    ]);
+    expect(parseInstanceStates('INSTANCE_STATE_DONE')).toEqual([InstanceState.INSTANCE_STATE_DONE]);
+  });
+
+  it('reject unknown names, listing the valid ones', () => {
+    expect(() => parseInstanceStates('done,finished')).toThrow(UsageError);
+    expect(() => parseInstanceStates('active')).toThrow(
+      'unknown instance state "active"; use queued, prepare, submitting, submitted, running, terminated, failed, done, error',
+    );
+    expect(() => parseInstanceStates('')).toThrow(UsageError);
+  });
+});
+
+describe('oneLine', () => {
+  it('folds line breaks and runs of blanks', () => {
+    expect(oneLine('  exit code 1:\n  boom\t here ')).toBe('exit code 1: boom here');
   });
 });

@@ -1,5 +1,6 @@
 import { BlobRef, decode } from '@weft/common';
 import {
+  InstanceState,
   JobState,
   JobStatus,
   NodeState,
@@ -8,6 +9,7 @@ import {
   type NodeStatus,
   type Payload,
 } from '@weft/proto';
+import { UsageError } from './errors.js';
 
 /** A value JSON.stringify prints as it is. */
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
@@ -136,6 +138,46 @@ export function nodeStateName(state: NodeState): string {
   }
 }
 
+/** Instance states in the order of their lifecycle, as the CLI names them. */
+const INSTANCE_STATE_NAMES: readonly [InstanceState, string][] = [
+  [InstanceState.INSTANCE_STATE_QUEUED, 'queued'],
+  [InstanceState.INSTANCE_STATE_PREPARE, 'prepare'],
+  [InstanceState.INSTANCE_STATE_SUBMITTING, 'submitting'],
+  [InstanceState.INSTANCE_STATE_SUBMITTED, 'submitted'],
+  [InstanceState.INSTANCE_STATE_RUNNING, 'running'],
+  [InstanceState.INSTANCE_STATE_TERMINATED, 'terminated'],
+  [InstanceState.INSTANCE_STATE_FAILED, 'failed'],
+  [InstanceState.INSTANCE_STATE_DONE, 'done'],
+  [InstanceState.INSTANCE_STATE_ERROR, 'error'],
+];
+
+/** The lowercase name of a workflow instance state (Styx's), e.g. `running`. */
+export function instanceStateName(state: InstanceState): string {
+  return INSTANCE_STATE_NAMES.find(([s]) => s === state)?.[1] ?? 'unknown';
+}
+
+/**
+ * Parses the instance states given to `--state`: one name or several
+ * separated by commas (`failed,error`), as printed or as in the contract
+ * (`INSTANCE_STATE_FAILED`). Throws a UsageError naming the valid states.
+ */
+export function parseInstanceStates(text: string): InstanceState[] {
+  const states: InstanceState[] = [];
+  for (const word of text.split(',')) {
+    const name = word
+      .trim()
+      .toLowerCase()
+      .replace(/^instance_state_/, '');
+    const found = INSTANCE_STATE_NAMES.find(([, n]) => n === name)?.[0];
+    if (found === undefined) {
+      const all = INSTANCE_STATE_NAMES.map(([, n]) => n).join(', ');
+      throw new UsageError(`unknown instance state "${word.trim()}"; use ${all} (several separated by commas)`);
+    }
+    if (!states.includes(found)) states.push(found);
+  }
+  return states;
+}
+
 /** What a payload holds, ready for printing: a decoded value, or where the value is stored. */
 export type PayloadView =
   | { kind: 'value'; value: unknown }
@@ -245,6 +287,11 @@ export function formatTable(rows: readonly (readonly string[])[]): string[] {
       .join('  ')
       .trimEnd(),
   );
+}
+
+/** Text for one table cell or line: line breaks and runs of blanks become one space. */
+export function oneLine(text: string): string {
+  return text.replace(/\s+/g, ' ').trim();
 }
 
 /** A timestamp to the second, in UTC: `2024-05-01 12:00:03`. */

@@ -1,6 +1,7 @@
 import { parseCommandLine, resolveServer } from './args.js';
 import { Clients } from './client.js';
 import { algorithmApply, algorithmDelete, algorithmGet, algorithmList } from './commands/algorithm.js';
+import { backfillCreate, backfillEdit, backfillHalt, backfillList, backfillShow } from './commands/backfill.js';
 import {
   execFromNode,
   execGraph,
@@ -15,8 +16,19 @@ import {
   execStored,
   execWatch,
 } from './commands/exec.js';
+import { instanceHalt, instanceList, instanceRetry, instanceShow } from './commands/instance.js';
 import { pipelineDelete, pipelineGet, pipelineList, pipelineStore } from './commands/pipeline.js';
+import { resourceCreate, resourceDelete, resourceEdit, resourceList } from './commands/resource.js';
 import { server } from './commands/server.js';
+import {
+  workflowApply,
+  workflowDelete,
+  workflowDisable,
+  workflowEnable,
+  workflowGet,
+  workflowList,
+  workflowTrigger,
+} from './commands/workflow.js';
 import type { Handler, Io } from './context.js';
 import { CliError, describeError } from './errors.js';
 import { helpText } from './help.js';
@@ -44,6 +56,26 @@ export const HANDLERS: Readonly<Record<string, Handler>> = {
   'exec stop': execStop,
   'exec watch': execWatch,
   'exec ls': execList,
+  'workflow apply': workflowApply,
+  'workflow get': workflowGet,
+  'workflow ls': workflowList,
+  'workflow delete': workflowDelete,
+  'workflow enable': workflowEnable,
+  'workflow disable': workflowDisable,
+  'workflow trigger': workflowTrigger,
+  'instance ls': instanceList,
+  'instance show': instanceShow,
+  'instance halt': instanceHalt,
+  'instance retry': instanceRetry,
+  'backfill create': backfillCreate,
+  'backfill ls': backfillList,
+  'backfill show': backfillShow,
+  'backfill edit': backfillEdit,
+  'backfill halt': backfillHalt,
+  'resource create': resourceCreate,
+  'resource ls': resourceList,
+  'resource edit': resourceEdit,
+  'resource delete': resourceDelete,
 };
 
 /**

@@ -10,6 +10,8 @@ export interface FlagSpec {
   readonly short?: string;
   /** Placeholder of the value in help, e.g. `FILE`. */
   readonly value?: string;
+  /** A string flag that may be given several times; its values are kept in order. */
+  readonly repeatable?: boolean;
 }
 
 /** Every flag any command accepts. One type per name across all commands. */
@@ -32,6 +34,17 @@ export const FLAGS = {
   from: { type: 'string', value: 'TIME' },
   to: { type: 'string', value: 'TIME' },
   download: { type: 'string', value: 'DIR' },
+  env: { type: 'string', value: 'K=V', repeatable: true },
+  'allow-future': { type: 'boolean' },
+  workflow: { type: 'string', value: 'ID' },
+  state: { type: 'string', value: 'STATE' },
+  trigger: { type: 'string', value: 'ID' },
+  delay: { type: 'string', value: 'DURATION' },
+  reverse: { type: 'boolean' },
+  description: { type: 'string', value: 'TEXT' },
+  all: { type: 'boolean' },
+  concurrency: { type: 'string', value: 'N' },
+  graceful: { type: 'boolean' },
 } as const satisfies Record<string, FlagSpec>;
 
 /** Name of a flag, without dashes. */
@@ -66,11 +79,245 @@ export interface CommandSpec {
 export interface GroupSpec {
   readonly name: string;
   readonly summary: string;
+  /** Extra help paragraphs, shown by `weft GROUP --help`. */
+  readonly details?: string;
   readonly commands: readonly CommandSpec[];
 }
 
 const WAIT = 'Follow progress on stderr, then print the result; exit 0 only if the job completes';
 const INPUT = 'YAML or JSON file whose content replaces flowInput';
+
+const ENV = 'Extra environment variable of the run; repeat for more';
+const WORKFLOW_FIELDS =
+  "Fields: Styx's id, schedule, offset, docker_image, docker_args, env, running_timeout,\n" +
+  "retry_condition, resources and commit_sha, and weft's timezone, enabled, catch_up, spread,\n" +
+  'command, algorithm and pipeline.';
+const INSTANCE_STATES =
+  'STATE is queued, prepare, submitting, submitted, running, terminated, failed, done or\n' +
+  'error; done and error are final.';
+
+/** The groups of scheduled workflows (Styx's model); they follow the pipeline groups in help. */
+const SCHEDULE_GROUPS: readonly GroupSpec[] = [
+  {
+    name: 'workflow',
+    summary: 'Apply, list, enable and trigger scheduled workflows',
+    details:
+      'A workflow runs a command, an algorithm or a pipeline on a schedule. Each slot of the\n' +
+      'schedule becomes one instance, named by its parameter (2024-01-31 for a daily workflow,\n' +
+      '2024-01-31T05 for an hourly one), and is retried until it succeeds or runs out of retries.\n' +
+      'New workflows start disabled.',
+    commands: [
+      {
+        path: ['workflow', 'apply'],
+        summary: 'Create or replace workflows from a file',
+        details:
+          'FILE holds one workflow document, or a list or multi-document stream of them.\n' +
+          WORKFLOW_FIELDS +
+          '\nA document without enabled keeps the workflow as it is (a new one starts disabled).',
+        args: [],
+        flags: [['file', 'YAML or JSON file of workflow documents']],
+        required: ['file'],
+        globals: true,
+      },
+      {
+        path: ['workflow', 'get'],
+        summary: 'Print a workflow document and its state',
+        details: 'The document is printed as YAML that apply accepts back; the state follows as comments.',
+        args: ['ID'],
+        flags: [],
+        globals: true,
+      },
+      { path: ['workflow', 'ls'], summary: 'List workflows', args: [], flags: [], globals: true },
+      {
+        path: ['workflow', 'delete'],
+        summary: 'Delete a workflow',
+        details: 'Its active instances are halted.',
+        args: ['ID'],
+        flags: [],
+        globals: true,
+      },
+      {
+        path: ['workflow', 'enable'],
+        summary: 'Start triggering a workflow on its schedule',
+        details:
+          'Triggering starts from now: slots that passed while the workflow was disabled are\n' +
+          'skipped (weft backfill create runs them).',
+        args: ['ID'],
+        flags: [],
+        globals: true,
+      },
+      {
+        path: ['workflow', 'disable'],
+        summary: 'Stop triggering a workflow on its schedule',
+        details: 'Active instances keep running.',
+        args: ['ID'],
+        flags: [],
+        globals: true,
+      },
+      {
+        path: ['workflow', 'trigger'],
+        summary: 'Run one parameter of a workflow now',
+        details:
+          'PARAMETER names a slot of the schedule: 2024-01-31 for a daily workflow, 2024-01-31T05\n' +
+          'for an hourly one, 2024-01 for a monthly one. An instance that has ended runs again;\n' +
+          'an active one is an error. Prints the instance.',
+        args: ['ID', 'PARAMETER'],
+        flags: [
+          ['env', ENV],
+          ['allow-future', 'Allow a parameter whose slot is in the future'],
+        ],
+        globals: true,
+      },
+    ],
+  },
+  {
+    name: 'instance',
+    summary: 'List, show, halt and retry workflow instances',
+    details: 'An instance is the run of one workflow for one parameter, with all its tries.\n' + INSTANCE_STATES,
+    commands: [
+      {
+        path: ['instance', 'ls'],
+        summary: 'List instances by workflow and parameter',
+        details: INSTANCE_STATES + '\nAt most 1000 instances are listed (the first by workflow and parameter).',
+        args: [],
+        flags: [
+          ['workflow', 'Only instances of this workflow'],
+          ['state', 'Only instances in this state; several as running,failed'],
+          ['trigger', 'Only instances started by this trigger: natural-trigger, adhoc-..., a backfill id'],
+        ],
+        globals: true,
+      },
+      {
+        path: ['instance', 'show'],
+        summary: 'Show an instance and its executions',
+        details:
+          "LOG is where an execution's output is: a log file, or job:<id> for algorithm and\n" +
+          'pipeline workflows (weft exec status <id>).',
+        args: ['WORKFLOW', 'PARAMETER'],
+        flags: [],
+        globals: true,
+      },
+      {
+        path: ['instance', 'halt'],
+        summary: 'Stop an active instance for good',
+        details: 'Its running execution is stopped and the instance ends in state error.',
+        args: ['WORKFLOW', 'PARAMETER'],
+        flags: [],
+        globals: true,
+      },
+      {
+        path: ['instance', 'retry'],
+        summary: 'Run a queued, terminated or failed instance again',
+        details: 'DURATION is a number with a unit, s, m, h, d or w: 90s, 5m, 1h30m.',
+        args: ['WORKFLOW', 'PARAMETER'],
+        flags: [['delay', 'Wait this long before the next try (default: none)']],
+        globals: true,
+      },
+    ],
+  },
+  {
+    name: 'backfill',
+    summary: 'Run a workflow over a range of past slots',
+    commands: [
+      {
+        path: ['backfill', 'create'],
+        summary: "Trigger every slot of a workflow's schedule from START up to END",
+        details:
+          'START is included, END is not. Each is a parameter of the workflow (2024-01-01 for a\n' +
+          'daily workflow, 2024-01-01T05 for an hourly one) or an ISO 8601 time with an offset on a\n' +
+          'slot (2024-01-01T00:00:00Z). At most CONCURRENCY instances are active at once. Slots\n' +
+          'that already have an active instance are an error. Prints the backfill.',
+        args: ['WORKFLOW', 'START', 'END', 'CONCURRENCY'],
+        flags: [
+          ['reverse', 'Trigger the newest slot first'],
+          ['description', 'Why the backfill runs (kept on it)'],
+          ['allow-future', 'Allow an END in the future'],
+          ['env', ENV],
+        ],
+        globals: true,
+      },
+      {
+        path: ['backfill', 'ls'],
+        summary: 'List backfills that are still running',
+        args: [],
+        flags: [
+          ['workflow', 'Only backfills of this workflow'],
+          ['all', 'Include halted and finished backfills'],
+        ],
+        globals: true,
+      },
+      {
+        path: ['backfill', 'show'],
+        summary: 'Show a backfill and the state of each of its slots',
+        details: 'A slot not triggered yet shows "-".',
+        args: ['ID'],
+        flags: [],
+        globals: true,
+      },
+      {
+        path: ['backfill', 'edit'],
+        summary: "Change a backfill's concurrency or description",
+        details: 'Give --concurrency, --description or both.',
+        args: ['ID'],
+        flags: [
+          ['concurrency', 'Keep at most N instances active'],
+          ['description', 'Replace the description'],
+        ],
+        globals: true,
+      },
+      {
+        path: ['backfill', 'halt'],
+        summary: 'Stop a backfill',
+        details: 'Slots not triggered yet are left alone; active instances are halted unless --graceful.',
+        args: ['ID'],
+        flags: [['graceful', 'Let the active instances finish']],
+        globals: true,
+      },
+    ],
+  },
+  {
+    name: 'resource',
+    summary: 'Create, list, edit and delete concurrency limits',
+    details:
+      'A resource caps how many instances of the workflows that list it under resources: run\n' +
+      'at once. A resource named global, when it exists, limits every workflow.',
+    commands: [
+      {
+        path: ['resource', 'create'],
+        summary: 'Create a resource',
+        details:
+          'At most CONCURRENCY instances of the workflows that list it run at once.\n' +
+          'A resource named global limits every workflow.',
+        args: ['ID', 'CONCURRENCY'],
+        flags: [],
+        globals: true,
+      },
+      {
+        path: ['resource', 'ls'],
+        summary: 'List resources and how many instances hold each',
+        args: [],
+        flags: [],
+        globals: true,
+      },
+      {
+        path: ['resource', 'edit'],
+        summary: "Change a resource's concurrency",
+        args: ['ID'],
+        flags: [['concurrency', 'At most N instances holding it run at once']],
+        required: ['concurrency'],
+        globals: true,
+      },
+      {
+        path: ['resource', 'delete'],
+        summary: 'Delete a resource',
+        details: 'A resource that a workflow still lists cannot be deleted.',
+        args: ['ID'],
+        flags: [],
+        globals: true,
+      },
+    ],
+  },
+];
 
 /** The top level of the tree, in help order. */
 export const TREE: readonly (GroupSpec | CommandSpec)[] = [
@@ -245,6 +492,7 @@ export const TREE: readonly (GroupSpec | CommandSpec)[] = [
       },
     ],
   },
+  ...SCHEDULE_GROUPS,
 ];
 
 /** True for a group entry of {@link TREE}. */

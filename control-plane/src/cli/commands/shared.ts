@@ -1,13 +1,20 @@
 import { Status, isServiceError } from '@weft/common';
 import { CliError } from '../errors.js';
 
+// Failures of the call itself rather than of what was sent: describeError words them.
+const NOT_ABOUT_INPUT: ReadonlySet<number> = new Set([
+  Status.UNAVAILABLE,
+  Status.DEADLINE_EXCEEDED,
+  Status.UNIMPLEMENTED,
+]);
+
 /**
  * Prefixes a server's rejection with what was being sent, e.g.
- * `algorithm "sum": code.path: not found`. Connection failures pass through
- * untouched so they keep their own message.
+ * `algorithm "sum": code.path: not found`. Connection failures, and a server
+ * too old for the call, pass through untouched so they keep their own message.
  */
 export function rejectedAs(what: string, err: unknown): unknown {
-  if (isServiceError(err) && err.code !== Status.UNAVAILABLE && err.code !== Status.DEADLINE_EXCEEDED) {
+  if (isServiceError(err) && !NOT_ABOUT_INPUT.has(err.code)) {
     return new CliError(`${what}: ${err.details || err.message}`);
   }
   return err;
