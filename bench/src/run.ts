@@ -18,6 +18,7 @@ import {
   type LatencyResult,
 } from './fullcp.js';
 import { linearChain, priorityMix, type ChainResult, type PriorityMixResult } from './pipelines.js';
+import { idleWorkflows, triggerLateness, type IdleResult, type LatenessResult } from './schedules.js';
 import { median } from './stats.js';
 import { BENCH_DIR, LoadMonitor, machine, sleep, type LoadReport } from './util.js';
 
@@ -27,6 +28,8 @@ const TARGET = {
   handoffCopyRatio: 1 / 3,
   pythonToNodeP50: 2,
   chainPerNodeMs: 5,
+  latenessP99Ms: 50,
+  idleCpuPercent: 2,
 };
 const CHAIN_NODES = 100;
 const BATCH_ITEMS = 10_000;
@@ -48,6 +51,9 @@ interface Results {
   handoff?: HandoffResult & { ratios: Record<string, number>; target: string; pass: Record<string, boolean> };
   chain?: ChainResult & { ratioToDispatchP50: number | undefined; target: string; pass: boolean };
   priorityMix?: PriorityMixResult;
+  lateness?: LatenessResult & { target: string; pass: boolean };
+  latenessBurst?: LatenessResult;
+  idle?: IdleResult & { target: string; pass: boolean };
   errors: Record<string, string>;
 }
 
@@ -327,6 +333,51 @@ async function main(): Promise<void> {
   }
   out();
 
+  out('6. Schedules: a weft server child process, command workflows running /bin/true');
+  out('   Trigger lateness: 1,000 workflows on */5 * * * * * (every 5 s) with spread PT5S (about 200 starts/s),');
+  out('   from due time (slot + spread) to the process start the runner reports; 8 s warm-up, 15 s measured');
+  const late = await section('trigger lateness', R.errors, () =>
+    triggerLateness({
+      workflows: 1000,
+      schedule: '*/5 * * * * *',
+      spread: 'PT5S',
+      warmupSeconds: 8,
+      measureSeconds: 15,
+    }),
+  );
+  if (late) {
+    const pass = late.latenessMs.p99 <= TARGET.latenessP99Ms;
+    R.lateness = { ...late, target: `p99 <= ${TARGET.latenessP99Ms} ms`, pass };
+    out(
+      `   ${late.executions} executions: p50 ${f(late.latenessMs.p50, 0)} ms, p90 ${f(late.latenessMs.p90, 0)} ms, p99 ${f(late.latenessMs.p99, 0)} ms, max ${f(late.latenessMs.max, 0)} ms; not started ${late.notStarted}     target p99 <= ${TARGET.latenessP99Ms} ms: ${verdict(pass)}`,
+    );
+    out(`   ${loadLine(late.load)}`);
+  }
+  out('   The same 1,000 workflows without spread, all due in the same second (*/10 * * * * *): the burst drains at');
+  const burst = await section('trigger lateness burst', R.errors, () =>
+    triggerLateness({ workflows: 1000, schedule: '*/10 * * * * *', spread: '', warmupSeconds: 12, measureSeconds: 20 }),
+  );
+  if (burst) {
+    R.latenessBurst = burst;
+    const rate = burst.workflows / (burst.latenessMs.max / 1000);
+    out(
+      `   ~${f(rate, 0)} starts/s: p50 ${f(burst.latenessMs.p50, 0)} ms, p99 ${f(burst.latenessMs.p99, 0)} ms over ${burst.executions} executions (spread is the fix)`,
+    );
+    out(`   ${loadLine(burst.load)}`);
+  }
+  out('   Idle: 10,000 enabled hourly workflows, CPU and RSS of the server over 20 s, against an empty server');
+  const idle = await section('idle workflows', R.errors, () => idleWorkflows(10_000, 20));
+  if (idle) {
+    const pass = idle.cpuPercent < TARGET.idleCpuPercent;
+    R.idle = { ...idle, target: `< ${TARGET.idleCpuPercent}% of a core`, pass };
+    out(
+      `   applied in ${f(idle.applySeconds)} s; idle CPU ${f(idle.cpuPercent, 2)}% of a core (empty server: ${f(idle.baseline.cpuPercent, 2)}%), RSS ${f(idle.rssBytes / 2 ** 20, 0)} MiB (empty: ${f(idle.baseline.rssBytes / 2 ** 20, 0)} MiB)     target < ${TARGET.idleCpuPercent}%: ${verdict(pass)}`,
+    );
+    if (idle.triggeredDuring > 0)
+      out(`   note: the hour turned during the measurement (${idle.triggeredDuring} instances)`);
+  }
+  out();
+
   R.totalSeconds = (performance.now() - t0) / 1000;
   out('Targets');
   const row = (name: string, value: string, target: string, ok: boolean | undefined): void =>
@@ -379,6 +430,18 @@ async function main(): Promise<void> {
     R.chain ? `${f(R.chain.perNodeMs, 2)} ms` : 'n/a',
     `<= ${TARGET.chainPerNodeMs} ms`,
     R.chain?.pass,
+  );
+  row(
+    'trigger lateness p99, 1,000 workflows, spread',
+    R.lateness ? `${f(R.lateness.latenessMs.p99, 0)} ms` : 'n/a',
+    `<= ${TARGET.latenessP99Ms} ms`,
+    R.lateness?.pass,
+  );
+  row(
+    'idle CPU, 10,000 hourly workflows',
+    R.idle ? `${f(R.idle.cpuPercent, 2)}%` : 'n/a',
+    `< ${TARGET.idleCpuPercent}% of a core`,
+    R.idle?.pass,
   );
   out(`total time ${f(R.totalSeconds)} s; the numbers are also in bench/results.json`);
   if (Object.keys(R.errors).length > 0) out(`errors in: ${Object.keys(R.errors).join(', ')}`);

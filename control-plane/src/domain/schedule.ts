@@ -20,7 +20,7 @@
  */
 import { invalid } from '@weft/common';
 import { Cron } from 'croner';
-import { DateTime, Duration, IANAZone } from 'luxon';
+import { DateTime, Duration, FixedOffsetZone, IANAZone, type Zone } from 'luxon';
 
 /** Styx's schedule aliases (accepted with or without `@`, in any case). */
 export const SCHEDULE_ALIASES = ['hourly', 'daily', 'weekly', 'monthly', 'yearly', 'annually'] as const;
@@ -98,12 +98,31 @@ function describe(d: Date): string {
   return Number.isNaN(d.getTime()) ? 'Invalid Date' : d.toISOString();
 }
 
+/**
+ * One croner object per (pattern, zone), shared: each holds ~80 KB of
+ * precomputed tables, and ten thousand hourly workflows need only one.
+ * Sharing is safe because only nextRun(date) is called on them, which
+ * depends on its argument alone (they are created paused and never run).
+ */
+const CRONS = new Map<string, Cron>();
+
+function sharedCron(pattern: string, timezone: string): Cron {
+  const key = `${pattern}\u0000${timezone}`;
+  let c = CRONS.get(key);
+  if (!c) {
+    c = new Cron(pattern, { timezone, paused: true });
+    CRONS.set(key, c);
+  }
+  return c;
+}
+
 class ScheduleImpl implements Schedule {
   readonly alias: ScheduleAlias | undefined;
   readonly cron: string;
   readonly period: string | undefined;
   readonly offset: string;
   readonly timezone: string;
+  private readonly zone: Zone;
   private readonly cronner: Cron;
   private readonly offsetDuration: Duration;
 
@@ -116,6 +135,8 @@ class ScheduleImpl implements Schedule {
       throw invalid('timezone', `unknown IANA time zone '${timezone}' (e.g. UTC, Europe/Stockholm)`);
     }
     this.timezone = timezone;
+    // A zone object, not its name: luxon re-validates a name (an Intl lookup) on every use.
+    this.zone = timezone === 'UTC' ? FixedOffsetZone.utcInstance : IANAZone.create(timezone);
 
     const trimmed = schedule.trim();
     const name = trimmed.replace(/^@/, '').toLowerCase();
@@ -139,7 +160,7 @@ class ScheduleImpl implements Schedule {
     }
 
     try {
-      this.cronner = new Cron(this.cron, { timezone, paused: true });
+      this.cronner = sharedCron(this.cron, timezone);
     } catch (e) {
       throw invalid('schedule', `bad cron expression '${schedule}': ${e instanceof Error ? e.message : String(e)}`);
     }
@@ -184,7 +205,7 @@ class ScheduleImpl implements Schedule {
   }
 
   private local(d: Date): DateTime {
-    return DateTime.fromJSDate(d, { zone: this.timezone });
+    return DateTime.fromJSDate(d, { zone: this.zone });
   }
 
   parameter(slot: Date): string {
@@ -211,7 +232,7 @@ class ScheduleImpl implements Schedule {
       dt =
         this.alias === 'hourly' && /[+-]\d\d:\d\d$/.test(param)
           ? DateTime.fromFormat(param, `${format}ZZ`, { setZone: true })
-          : DateTime.fromFormat(param, format, { zone: this.timezone });
+          : DateTime.fromFormat(param, format, { zone: this.zone });
     }
     if (!dt.isValid) {
       throw invalid('parameter', `'${param}' is not a parameter of schedule '${this.schedule}'`);

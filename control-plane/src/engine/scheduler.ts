@@ -434,6 +434,7 @@ export class Scheduler {
 
   private usage(): Map<string, number> {
     const used = new Map<string, number>();
+    if (this.resources.size === 0) return used;
     for (const a of this.active.values()) {
       if (!a.run || !HOLDING.has(a.rec.state)) continue;
       for (const r of a.run.resources) used.set(r, (used.get(r) ?? 0) + 1);
@@ -441,8 +442,23 @@ export class Scheduler {
     return used;
   }
 
-  /** Starts every queued instance that is due and fits its resources, oldest first. */
+  private pumpScheduled = false;
+
+  /**
+   * Starts every queued instance that is due and fits its resources, oldest
+   * first. Calls within one turn (a thousand triggers of the same second)
+   * coalesce into one pass.
+   */
   private pump(): void {
+    if (this.pumpScheduled || this.closed) return;
+    this.pumpScheduled = true;
+    setImmediate(() => {
+      this.pumpScheduled = false;
+      this.pumpNow();
+    });
+  }
+
+  private pumpNow(): void {
     if (this.closed) return;
     const now = this.now();
     const ready = [...this.active.values()]
@@ -808,9 +824,7 @@ export class Scheduler {
     const ttl = this.ttlOf(a);
     const timeoutAt = a.rec.stateSince.getTime() + ttl;
     const retryAt = state === 'queued' ? a.rec.nextAttempt.getTime() : Infinity;
-    if (retryAt <= now) {
-      queueMicrotask(() => this.pump());
-    }
+    if (retryAt <= now) this.pump();
     const at = Math.min(timeoutAt, retryAt > now ? retryAt : Infinity);
     const since = a.rec.stateSince.getTime();
     a.timer = setTimeout(

@@ -257,6 +257,16 @@ function fromExecutionRow(r: ExecutionRow): ExecutionRecord {
 export class SqliteScheduleStore implements ScheduleStore {
   private readonly db: Database.Database;
   private readonly s;
+  /**
+   * Instance and execution updates of one event-loop turn, committed in one
+   * transaction: a busy scheduler changes hundreds of instances per second,
+   * and a commit per change would cost more than the changes. Reads and
+   * triggers flush first, so nothing reads stale data and a trigger's
+   * cursor move still commits with its instance.
+   */
+  private pending: (() => void)[] = [];
+  private flushScheduled = false;
+  private readonly updateStatements = new Map<string, Database.Statement>();
 
   constructor(file: string) {
     mkdirSync(dirname(file), { recursive: true });
@@ -317,7 +327,28 @@ export class SqliteScheduleStore implements ScheduleStore {
     };
   }
 
+  private defer(op: () => void): Promise<void> {
+    this.pending.push(op);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
+    }
+    return Promise.resolve();
+  }
+
+  /** Commits the deferred writes now. */
+  flush(): void {
+    this.flushScheduled = false;
+    if (this.pending.length === 0) return;
+    const ops = this.pending;
+    this.pending = [];
+    this.db.transaction(() => {
+      for (const op of ops) op();
+    })();
+  }
+
   putWorkflow(w: WorkflowRecord): Promise<void> {
+    this.flush();
     this.s.putWorkflow.run({
       id: w.id,
       document: JSON.stringify(w.document),
@@ -330,24 +361,26 @@ export class SqliteScheduleStore implements ScheduleStore {
   }
 
   getWorkflow(id: string): Promise<WorkflowRecord | undefined> {
+    this.flush();
     const r = this.s.getWorkflow.get(id) as WorkflowRow | undefined;
     return Promise.resolve(r ? fromWorkflowRow(r) : undefined);
   }
 
   listWorkflows(): Promise<WorkflowRecord[]> {
+    this.flush();
     return Promise.resolve((this.s.listWorkflows.all() as WorkflowRow[]).map(fromWorkflowRow));
   }
 
   deleteWorkflow(id: string): Promise<boolean> {
+    this.flush();
     return Promise.resolve(this.s.deleteWorkflow.run(id).changes > 0);
   }
 
   updateWorkflow(id: string, patch: Partial<Pick<WorkflowRecord, 'enabled' | 'nextSlot'>>): Promise<void> {
-    this.db.transaction(() => {
+    return this.defer(() => {
       if (patch.enabled !== undefined) this.s.setEnabled.run(patch.enabled ? 1 : 0, id);
       if (patch.nextSlot !== undefined) this.s.setNextSlot.run(patch.nextSlot.getTime(), id);
-    })();
-    return Promise.resolve();
+    });
   }
 
   trigger(
@@ -358,6 +391,7 @@ export class SqliteScheduleStore implements ScheduleStore {
       backfill?: { id: string; nextIndex: number; allTriggered: boolean };
     },
   ): Promise<TriggerResult> {
+    this.flush();
     const result = this.db.transaction((): TriggerResult => {
       if (opts.nextSlot) this.s.setNextSlot.run(opts.nextSlot.getTime(), inst.workflowId);
       if (opts.backfill) {
@@ -385,21 +419,26 @@ export class SqliteScheduleStore implements ScheduleStore {
       sets.push(`${col} = ?`);
       values.push(sqlValue(v));
     }
-    if (sets.length > 0) {
-      // Column names come from INSTANCE_COLUMNS only, never from input.
-      this.db
-        .prepare(`UPDATE instances SET ${sets.join(', ')} WHERE workflow_id = ? AND parameter = ?`)
-        .run(...values, workflowId, parameter);
+    if (sets.length === 0) return Promise.resolve();
+    // Column names come from INSTANCE_COLUMNS only, never from input.
+    const sql = `UPDATE instances SET ${sets.join(', ')} WHERE workflow_id = ? AND parameter = ?`;
+    let stmt = this.updateStatements.get(sql);
+    if (!stmt) {
+      stmt = this.db.prepare(sql);
+      this.updateStatements.set(sql, stmt);
     }
-    return Promise.resolve();
+    const st = stmt;
+    return this.defer(() => st.run(...values, workflowId, parameter));
   }
 
   getInstance(workflowId: string, parameter: string): Promise<InstanceRecord | undefined> {
+    this.flush();
     const r = this.s.getInstance.get(workflowId, parameter) as InstanceRow | undefined;
     return Promise.resolve(r ? fromInstanceRow(r) : undefined);
   }
 
   listInstances(f: InstanceFilter): Promise<InstanceRecord[]> {
+    this.flush();
     const where: string[] = [];
     const values: unknown[] = [];
     if (f.workflowId) {
@@ -422,7 +461,7 @@ export class SqliteScheduleStore implements ScheduleStore {
   }
 
   putExecution(e: ExecutionRecord): Promise<void> {
-    this.s.putExecution.run({
+    const row = {
       execution_id: e.executionId,
       workflow_id: e.workflowId,
       parameter: e.parameter,
@@ -433,15 +472,17 @@ export class SqliteScheduleStore implements ScheduleStore {
       exit_code: e.exitCode,
       error: e.error,
       log: e.log,
-    });
-    return Promise.resolve();
+    };
+    return this.defer(() => this.s.putExecution.run(row));
   }
 
   listExecutions(workflowId: string, parameter: string): Promise<ExecutionRecord[]> {
+    this.flush();
     return Promise.resolve((this.s.listExecutions.all(workflowId, parameter) as ExecutionRow[]).map(fromExecutionRow));
   }
 
   putBackfill(b: BackfillRecord): Promise<void> {
+    this.flush();
     this.s.putBackfill.run({
       id: b.id,
       workflow_id: b.workflowId,
@@ -460,15 +501,18 @@ export class SqliteScheduleStore implements ScheduleStore {
   }
 
   getBackfill(id: string): Promise<BackfillRecord | undefined> {
+    this.flush();
     const r = this.s.getBackfill.get(id) as BackfillRow | undefined;
     return Promise.resolve(r ? fromBackfillRow(r) : undefined);
   }
 
   listBackfills(): Promise<BackfillRecord[]> {
+    this.flush();
     return Promise.resolve((this.s.listBackfills.all() as BackfillRow[]).map(fromBackfillRow));
   }
 
   putResource(r: ResourceRecord): Promise<void> {
+    this.flush();
     this.s.putResource.run(r.id, r.concurrency);
     return Promise.resolve();
   }
@@ -486,6 +530,7 @@ export class SqliteScheduleStore implements ScheduleStore {
   }
 
   close(): Promise<void> {
+    this.flush();
     this.db.close();
     return Promise.resolve();
   }

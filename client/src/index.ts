@@ -1,0 +1,46 @@
+/**
+ * The client side of weft closures (Hype-style remote functions): find where
+ * a function lives and what it captures ({@link locate}), package the code it
+ * needs into a content-addressed stage and upload what the server lacks
+ * ({@link stage}), describe where it runs ({@link RunEnvironment}), and, on
+ * the remote side, lay a stage out and load the function again
+ * ({@link materialize}, {@link loadStaged}).
+ *
+ * The remote side needs only `materialize`, `loadStaged` and the value codec;
+ * it can import them from `@weft/client/remote`, which does not load the
+ * TypeScript compiler.
+ * @packageDocumentation
+ */
+export { locate, type LocatedFunction, type ClosureModule } from './locate.js';
+export { planStage, stage, type StageOptions, type StagePlan, type StageResult } from './stage.js';
+export { HashCache, defaultCacheDir, type HashCacheEntry, type FileStamp } from './hash-cache.js';
+export {
+  canonicalJson,
+  isStagePath,
+  sha256,
+  stageIdOf,
+  validateManifest,
+  type StageFile,
+  type StageManifest,
+} from './manifest.js';
+export { MemoryStageStore, FsStageStore, type StageStore, type StageReader, type BlobData } from './store.js';
+export {
+  materialize,
+  loadStaged,
+  type MaterializedStage,
+  type MaterializeOptions,
+  type StagedFunction,
+} from './materialize.js';
+export {
+  RunEnvironment,
+  Volume,
+  TransientVolume,
+  PersistentVolume,
+  VolumeMount,
+  RUN_CONTAINER,
+  type Resources,
+  type ResourceSpec,
+  type VolumeSpec,
+  type RunEnvironmentSpec,
+} from './environment.js';
+export { assertSerializable, encodeValue, decodeValue } from './serializable.js';

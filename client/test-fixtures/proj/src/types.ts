@@ -1,0 +1,4 @@
+// Only types: a type-only import of this module must not be staged.
+export interface Label {
+  text: string;
+}
