@@ -9,6 +9,7 @@ export * from './gen/weft/v1/pipelines.js';
 export * from './gen/weft/v1/jobs.js';
 export * from './gen/weft/v1/workers.js';
 export * from './gen/weft/v1/schedules.js';
+export * from './gen/weft/v1/closures.js';
 
 import { fileURLToPath } from 'node:url';
 
