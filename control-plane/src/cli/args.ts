@@ -37,6 +37,9 @@ export interface Flags {
   download?: string;
   /** Every --env given, in order; see {@link parseEnv}. */
   env?: string[];
+  /** Every --from-file given, in order. */
+  'from-file'?: string[];
+  replace?: boolean;
   'allow-future'?: boolean;
   workflow?: string;
   state?: string;
@@ -365,11 +368,13 @@ export function parseCommandLine(
     throw new UsageError(`unknown output format "${output}"; use -o json or -o text`);
   }
   const flags: Flags = { wait: given.get('wait') === true };
-  for (const name of ['allow-future', 'reverse', 'all', 'graceful'] as const) {
+  for (const name of ['allow-future', 'reverse', 'all', 'graceful', 'replace'] as const) {
     if (given.get(name) === true) flags[name] = true;
   }
   const envPairs = repeated.get('env');
   if (envPairs !== undefined) flags.env = envPairs;
+  const fromFiles = repeated.get('from-file');
+  if (fromFiles !== undefined) flags['from-file'] = fromFiles;
   for (const name of [
     'file',
     'input',

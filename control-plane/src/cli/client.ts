@@ -6,6 +6,8 @@ import {
   InstancesClient,
   JobsClient,
   PipelineStoreClient,
+  SecretsClient,
+  VolumesClient,
   WorkflowsClient,
 } from '@weft/proto';
 
@@ -73,8 +75,25 @@ export class Clients {
     return this.resourcesClient;
   }
 
+  private secretsClient: SecretsClient | undefined;
+  private volumesClient: VolumesClient | undefined;
+
+  /** The Secrets service. */
+  get secrets(): SecretsClient {
+    this.secretsClient ??= new SecretsClient(this.address, credentials.createInsecure(), CHANNEL_OPTIONS);
+    return this.secretsClient;
+  }
+
+  /** The Volumes service. */
+  get volumes(): VolumesClient {
+    this.volumesClient ??= new VolumesClient(this.address, credentials.createInsecure(), CHANNEL_OPTIONS);
+    return this.volumesClient;
+  }
+
   /** Closes every channel opened so far. */
   close(): void {
+    this.secretsClient?.close();
+    this.volumesClient?.close();
     this.algorithmsClient?.close();
     this.pipelinesClient?.close();
     this.jobsClient?.close();

@@ -19,6 +19,7 @@ import {
 import { instanceHalt, instanceList, instanceRetry, instanceShow } from './commands/instance.js';
 import { pipelineDelete, pipelineGet, pipelineList, pipelineStore } from './commands/pipeline.js';
 import { resourceCreate, resourceDelete, resourceEdit, resourceList } from './commands/resource.js';
+import { secretCreate, secretDelete, secretList, volumeDelete, volumeList } from './commands/secret.js';
 import { server } from './commands/server.js';
 import {
   workflowApply,
@@ -76,6 +77,11 @@ export const HANDLERS: Readonly<Record<string, Handler>> = {
   'resource ls': resourceList,
   'resource edit': resourceEdit,
   'resource delete': resourceDelete,
+  'secret create': secretCreate,
+  'secret ls': secretList,
+  'secret delete': secretDelete,
+  'volume ls': volumeList,
+  'volume delete': volumeDelete,
 };
 
 /**

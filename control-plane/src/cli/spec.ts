@@ -35,6 +35,8 @@ export const FLAGS = {
   to: { type: 'string', value: 'TIME' },
   download: { type: 'string', value: 'DIR' },
   env: { type: 'string', value: 'K=V', repeatable: true },
+  'from-file': { type: 'string', value: 'FILE', repeatable: true },
+  replace: { type: 'boolean' },
   'allow-future': { type: 'boolean' },
   workflow: { type: 'string', value: 'ID' },
   state: { type: 'string', value: 'STATE' },
@@ -312,6 +314,44 @@ const SCHEDULE_GROUPS: readonly GroupSpec[] = [
         summary: 'Delete a resource',
         details: 'A resource that a workflow still lists cannot be deleted.',
         args: ['ID'],
+        flags: [],
+        globals: true,
+      },
+    ],
+  },
+  {
+    name: 'secret',
+    summary: 'Store, list and delete secrets that closures mount',
+    details:
+      "A closure whose environment has withSecret(NAME, PATH) sees the secret's files under PATH.\n" +
+      'On the embedded default they are kept under the data directory, readable by its owner only.',
+    commands: [
+      {
+        path: ['secret', 'create'],
+        summary: 'Store a secret from files',
+        details: 'Each --from-file becomes one file of the secret, under its base name.',
+        args: ['NAME'],
+        flags: [
+          ['from-file', 'A file to include; repeat for more'],
+          ['replace', 'Replace the secret if it exists'],
+        ],
+        required: ['from-file'],
+        globals: true,
+      },
+      { path: ['secret', 'ls'], summary: 'List secrets and their file names', args: [], flags: [], globals: true },
+      { path: ['secret', 'delete'], summary: 'Delete a secret', args: ['NAME'], flags: [], globals: true },
+    ],
+  },
+  {
+    name: 'volume',
+    summary: 'List and delete the volumes closures mount',
+    commands: [
+      { path: ['volume', 'ls'], summary: 'List volumes', args: [], flags: [], globals: true },
+      {
+        path: ['volume', 'delete'],
+        summary: 'Delete a volume and its data',
+        details: 'A volume that a running closure has mounted cannot be deleted.',
+        args: ['NAME'],
         flags: [],
         globals: true,
       },

@@ -33,6 +33,8 @@ export interface WorkUnit {
   retry: { policy: RetryPolicy; limit: number };
   /** Environment the algorithm sees for this unit only (e.g. WEFT_EXECUTION_ID). */
   env?: Record<string, string>;
+  /** Forward what the task writes to stdout/stderr to the listener's onLog. */
+  streamLogs?: boolean;
   /** A run longer than this is stopped and fails as "ttl expired"; 0 = no limit. */
   ttlMs?: number;
 }
@@ -53,6 +55,8 @@ export interface UnitListener {
   onStarted?(): void;
   onProgress?(percent: number, message: string): void;
   onRetry?(failure: TaskFailure, nextAttempt: number): void;
+  /** Output of the running task, when the unit asked for streamLogs. */
+  onLog?(stream: string, data: Buffer): void;
   onDone(outcome: Outcome): void;
 }
 
@@ -530,6 +534,9 @@ export class Dispatcher {
       case 'progress':
         if (p && p.unit.taskId === e.value.taskId) p.listener.onProgress?.(e.value.percent, e.value.message);
         return;
+      case 'log':
+        if (p && p.unit.taskId === e.value.taskId) p.listener.onLog?.(e.value.stream, Buffer.from(e.value.data));
+        return;
       case 'done':
         if (p && p.unit.taskId === e.value.taskId) {
           const ref = e.value.result?.kind?.$case === 'ref' ? e.value.result.kind.value : undefined;
@@ -674,6 +681,7 @@ export class Dispatcher {
             priority: u.priority,
             kind: u.kind,
             env: u.env ?? {},
+            streamLogs: u.streamLogs ?? false,
           },
         },
       },

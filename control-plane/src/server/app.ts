@@ -10,7 +10,10 @@ import { FsBlobStore, createLogger, type Logger } from '@weft/common';
 import {
   AlgorithmStoreService,
   BackfillsService,
+  ClosuresService,
   ConcurrencyLimitsService,
+  SecretsService,
+  VolumesService,
   InstancesService,
   JobsService,
   WorkflowsService,
@@ -21,6 +24,7 @@ import {
 import { DEFAULT_DISPATCHER_CONFIG, Dispatcher, type DispatcherConfig } from '../dispatch/dispatcher.js';
 import { AlgorithmRegistry, parseMemory } from '../engine/algorithms.js';
 import { JobEngine } from '../engine/jobs.js';
+import { CLOSURE_POOL_PREFIX, ClosureEngine, DEFAULT_CLOSURE_CONFIG, type ClosureConfig } from '../engine/closures.js';
 import {
   COMMAND_ALGORITHM,
   DEFAULT_SCHEDULER_CONFIG,
@@ -38,6 +42,7 @@ import { loadAlgorithmSpecs } from '../cli/files.js';
 import { SqliteStateStore } from '../store/sqlite.js';
 import { SqliteScheduleStore } from '../store/sqlite-schedules.js';
 import { backfills, concurrencyLimits, instances, workflows } from './schedule-handlers.js';
+import { closures, secrets, volumes } from './closure-handlers.js';
 import { algorithmStore, jobs, pipelineStore, workers, type HandlerDeps } from './handlers.js';
 import { Metrics } from './metrics.js';
 
@@ -64,6 +69,8 @@ export interface ControlPlaneConfig {
   schedules: Omit<SchedulerConfig, 'logDir'>;
   /** Most `command` executions running at once (workers of the built-in weft-command). @default 16 */
   commandWorkers: number;
+  /** Closure sessions, runs and worker pools (WEFT_SESSION_TTL, WEFT_CLOSURE_WORKERS). */
+  closures: Omit<ClosureConfig, 'dataDir'>;
   log?: Logger;
 }
 
@@ -182,6 +189,11 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ControlPlan
     },
     schedules: schedulesFromEnv(env),
     commandWorkers: num(env['WEFT_COMMAND_WORKERS'], 16),
+    closures: {
+      sessionTtlMs: duration(env['WEFT_SESSION_TTL'], DEFAULT_CLOSURE_CONFIG.sessionTtlMs, 'WEFT_SESSION_TTL'),
+      keepRunsMs: DEFAULT_CLOSURE_CONFIG.keepRunsMs,
+      maxWorkers: num(env['WEFT_CLOSURE_WORKERS'], DEFAULT_CLOSURE_CONFIG.maxWorkers),
+    },
     capacity: {
       ...(env['WEFT_CPUS'] ? { cpu: num(env['WEFT_CPUS'], 0) } : {}),
       ...(env['WEFT_MEMORY'] ? { memBytes: parseMemory(env['WEFT_MEMORY'], 'WEFT_MEMORY') } : {}),
@@ -202,9 +214,16 @@ export async function startControlPlane(config: ControlPlaneConfig): Promise<Con
   await algorithms.load();
   const executor = new LocalExecutor({ logDir: join(dataDir, 'logs'), log, ...config.capacity });
   let address = '';
+  // Created after the dispatcher, which asks it for its pools' definitions.
+  const late: { closures?: ClosureEngine } = {};
   const dispatcher = new Dispatcher({
     executor,
-    algorithm: (name) => (name === COMMAND_ALGORITHM ? commandDef : algorithms.get(name)),
+    algorithm: (name) =>
+      name === COMMAND_ALGORITHM
+        ? commandDef
+        : name.startsWith(CLOSURE_POOL_PREFIX)
+          ? late.closures?.algorithm(name)
+          : algorithms.get(name),
     storageUrl: blobs.url,
     serverAddress: () => address,
     config: config.dispatcher,
@@ -227,6 +246,13 @@ export async function startControlPlane(config: ControlPlaneConfig): Promise<Con
     },
   });
   const triggers = new Triggers(engine, log);
+  const closureEngine = new ClosureEngine({
+    dispatcher,
+    blobs,
+    config: { ...config.closures, dataDir },
+    log: log.child({ component: 'closures' }),
+  });
+  late.closures = closureEngine;
   const scheduler = new Scheduler({
     store: scheduleStore,
     dispatcher,
@@ -255,6 +281,9 @@ export async function startControlPlane(config: ControlPlaneConfig): Promise<Con
   server.addService(InstancesService, instances(scheduler, log));
   server.addService(BackfillsService, backfills(scheduler, log));
   server.addService(ConcurrencyLimitsService, concurrencyLimits(scheduler, log));
+  server.addService(ClosuresService, closures(closureEngine, log));
+  server.addService(SecretsService, secrets(closureEngine, log));
+  server.addService(VolumesService, volumes(closureEngine, log));
   const services = [
     'weft.v1.AlgorithmStore',
     'weft.v1.PipelineStore',
@@ -264,6 +293,9 @@ export async function startControlPlane(config: ControlPlaneConfig): Promise<Con
     'weft.v1.Instances',
     'weft.v1.Backfills',
     'weft.v1.ConcurrencyLimits',
+    'weft.v1.Closures',
+    'weft.v1.Secrets',
+    'weft.v1.Volumes',
   ];
   const health = new HealthImplementation(Object.fromEntries(['', ...services].map((s) => [s, 'SERVING' as const])));
   health.addToServer(server);
@@ -287,6 +319,7 @@ export async function startControlPlane(config: ControlPlaneConfig): Promise<Con
       if (gcTimer) clearInterval(gcTimer);
       triggers.stop();
       await scheduler.close();
+      closureEngine.close();
       await dispatcher.shutdown();
       await executor.shutdown();
       await new Promise<void>((res) => {

@@ -258,6 +258,23 @@ export function run(algorithm: Algorithm, options: RunOptions = {}): Promise<voi
     if (ws.readyState === WebSocket.OPEN) ws.send(encodeFrame(frame));
   };
 
+  // A task started with streamLogs has its stdout/stderr writes teed to the
+  // sidecar as log frames (they still reach the worker's log file too).
+  let logTaskId: string | undefined;
+  const tee = (stream: 'stdout' | 'stderr'): void => {
+    const target = process[stream];
+    const original = target.write.bind(target) as (...a: unknown[]) => boolean;
+    target.write = (chunk: unknown, ...rest: unknown[]): boolean => {
+      if (logTaskId !== undefined && (typeof chunk === 'string' || chunk instanceof Uint8Array)) {
+        const data = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+        if (data.byteLength > 0) send({ command: 'log', data: { taskId: logTaskId, stream, data } });
+      }
+      return original(chunk, ...rest);
+    };
+  };
+  tee('stdout');
+  tee('stderr');
+
   const onInitialize = (data: InitializeData): void => {
     const abort = new AbortController();
     const args: TaskArgs = {
@@ -273,6 +290,7 @@ export function run(algorithm: Algorithm, options: RunOptions = {}): Promise<voi
       env: data.env ?? {},
     };
     applyTaskEnv(args.env);
+    logTaskId = data.streamLogs === true ? data.taskId : undefined;
     const state: TaskState = { data, args, abort, init: Promise.resolve(false), start: undefined, stopping: false };
     // Registered before init runs: a synchronous failure inside must find it to remove it.
     tasks.set(data.taskId, state);

@@ -33,6 +33,8 @@ export interface InitializeData {
   kind: string;
   /** Environment variables for this task only (e.g. WEFT_EXECUTION_ID); absent from older sidecars. */
   env?: Record<string, string>;
+  /** Also send what the task writes to stdout/stderr as `log` frames. */
+  streamLogs?: boolean;
 }
 
 export type SidecarFrame =
@@ -76,6 +78,7 @@ export type AlgorithmFrame =
     }
   | { command: 'errorMessage'; data: { taskId: string; error: WireFailure } }
   | { command: 'stopped'; data: { taskId: string } }
+  | { command: 'log'; data: { taskId: string; stream: 'stdout' | 'stderr'; data: Uint8Array } }
   // The code API: start a job from the running task (HKube's names and fields).
   | {
       command: 'startAlgorithmExecution';

@@ -264,6 +264,7 @@ export class Sidecar {
         attempt: task.attempt,
         kind: task.kind,
         env: task.env,
+        streamLogs: task.streamLogs,
       },
     });
   }
@@ -454,6 +455,15 @@ export class Sidecar {
         });
         return;
       }
+      case 'log':
+        if (!this.owns(f.data.taskId)) return;
+        this.emit({
+          event: {
+            $case: 'log',
+            value: { taskId: f.data.taskId, stream: String(f.data.stream), data: Buffer.from(f.data.data) },
+          },
+        });
+        return;
       case 'stopped':
         if (!this.owns(f.data.taskId)) return;
         this.current = undefined;

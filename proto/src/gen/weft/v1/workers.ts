@@ -34,7 +34,16 @@ export interface WorkerEvent {
     | { $case: "stopped"; value: Stopped }
     | { $case: "heartbeat"; value: Heartbeat }
     | { $case: "submitJob"; value: SubmitJob }
+    | { $case: "log"; value: Log }
     | undefined;
+}
+
+/** Output the running task wrote, for tasks started with stream_logs. */
+export interface Log {
+  taskId: string;
+  /** "stdout" or "stderr". */
+  stream: string;
+  data: Buffer;
 }
 
 /**
@@ -191,6 +200,8 @@ export interface Task {
    * (e.g. WEFT_EXECUTION_ID), on top of the worker's own.
    */
   env: { [key: string]: string };
+  /** Send what the task writes to stdout and stderr as Log events (closures). */
+  streamLogs: boolean;
 }
 
 export interface Task_EnvEntry {
@@ -254,6 +265,9 @@ export const WorkerEvent: MessageFns<WorkerEvent> = {
         break;
       case "submitJob":
         SubmitJob.encode(message.event.value, writer.uint32(82).fork()).join();
+        break;
+      case "log":
+        Log.encode(message.event.value, writer.uint32(90).fork()).join();
         break;
     }
     return writer;
@@ -352,6 +366,14 @@ export const WorkerEvent: MessageFns<WorkerEvent> = {
             message.event = { $case: "submitJob", value: SubmitJob.decode(reader, reader.uint32()) };
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.event = { $case: "log", value: Log.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -388,6 +410,8 @@ export const WorkerEvent: MessageFns<WorkerEvent> = {
         ? { $case: "submitJob", value: SubmitJob.fromJSON(object.submitJob) }
         : isSet(object.submit_job)
         ? { $case: "submitJob", value: SubmitJob.fromJSON(object.submit_job) }
+        : isSet(object.log)
+        ? { $case: "log", value: Log.fromJSON(object.log) }
         : undefined,
     };
   },
@@ -414,6 +438,8 @@ export const WorkerEvent: MessageFns<WorkerEvent> = {
       obj.heartbeat = Heartbeat.toJSON(message.event.value);
     } else if (message.event?.$case === "submitJob") {
       obj.submitJob = SubmitJob.toJSON(message.event.value);
+    } else if (message.event?.$case === "log") {
+      obj.log = Log.toJSON(message.event.value);
     }
     return obj;
   },
@@ -484,7 +510,118 @@ export const WorkerEvent: MessageFns<WorkerEvent> = {
         }
         break;
       }
+      case "log": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "log", value: Log.fromPartial(object.event.value) };
+        }
+        break;
+      }
     }
+    return message;
+  },
+};
+
+function createBaseLog(): Log {
+  return { taskId: "", stream: "", data: Buffer.alloc(0) };
+}
+
+export const Log: MessageFns<Log> = {
+  encode(message: Log, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.taskId !== "") {
+      writer.uint32(10).string(message.taskId);
+    }
+    if (message.stream !== "") {
+      writer.uint32(18).string(message.stream);
+    }
+    if (message.data.length !== 0) {
+      writer.uint32(26).bytes(message.data);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Log {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLog();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.taskId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.stream = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.data = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Log {
+    return {
+      taskId: isSet(object.taskId)
+        ? globalThis.String(object.taskId)
+        : isSet(object.task_id)
+        ? globalThis.String(object.task_id)
+        : "",
+      stream: isSet(object.stream) ? globalThis.String(object.stream) : "",
+      data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: Log): unknown {
+    const obj: any = {};
+    if (message.taskId !== "") {
+      obj.taskId = message.taskId;
+    }
+    if (message.stream !== "") {
+      obj.stream = message.stream;
+    }
+    if (message.data.length !== 0) {
+      obj.data = base64FromBytes(message.data);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Log>, I>>(base?: I): Log {
+    return Log.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Log>, I>>(object: I): Log {
+    const message = createBaseLog();
+    message.taskId = object.taskId ?? "";
+    message.stream = object.stream ?? "";
+    message.data = object.data ?? Buffer.alloc(0);
     return message;
   },
 };
@@ -2297,6 +2434,7 @@ function createBaseTask(): Task {
     priority: 0,
     kind: "",
     env: {},
+    streamLogs: false,
   };
 }
 
@@ -2344,6 +2482,9 @@ export const Task: MessageFns<Task> = {
     globalThis.Object.entries(message.env).forEach(([key, value]: [string, string]) => {
       Task_EnvEntry.encode({ key: key as any, value }, writer.uint32(114).fork()).join();
     });
+    if (message.streamLogs !== false) {
+      writer.uint32(120).bool(message.streamLogs);
+    }
     return writer;
   },
 
@@ -2475,6 +2616,14 @@ export const Task: MessageFns<Task> = {
             }
             continue;
           }
+          case 15: {
+            if (tag !== 120) {
+              break;
+            }
+
+            message.streamLogs = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2552,6 +2701,11 @@ export const Task: MessageFns<Task> = {
           {},
         )
         : {},
+      streamLogs: isSet(object.streamLogs)
+        ? globalThis.Boolean(object.streamLogs)
+        : isSet(object.stream_logs)
+        ? globalThis.Boolean(object.stream_logs)
+        : false,
     };
   },
 
@@ -2605,6 +2759,9 @@ export const Task: MessageFns<Task> = {
         });
       }
     }
+    if (message.streamLogs !== false) {
+      obj.streamLogs = message.streamLogs;
+    }
     return obj;
   },
 
@@ -2635,6 +2792,7 @@ export const Task: MessageFns<Task> = {
       },
       {},
     );
+    message.streamLogs = object.streamLogs ?? false;
     return message;
   },
 };
