@@ -35,11 +35,12 @@ spec:
 describe('RunEnvironment', () => {
   it('builds the wire form, immutably', () => {
     const base = RunEnvironment.image('registry/team/ml:3').withRequest({ cpu: 0.5, memory: '2Gi' });
+    const scratch = new TransientVolume('ssd', '10Gi');
     const env = base
       .withLimit({ cpu: 2, memory: '4Gi', gpu: 1 })
       .withEnv({ B: '2', A: '1' })
       .withSecret('db-creds', '/etc/db')
-      .withMount(new TransientVolume('ssd', '10Gi').readWrite('/scratch'))
+      .withMount(scratch.readWrite('/scratch'))
       .withMount(new PersistentVolume('models', 'standard', '100Gi').readOnly('/models'));
     expect(env.toSpec()).toEqual({
       image: 'registry/team/ml:3',
@@ -48,7 +49,11 @@ describe('RunEnvironment', () => {
       env: { A: '1', B: '2' },
       secrets: [{ name: 'db-creds', mountPath: '/etc/db' }],
       mounts: [
-        { mountPath: '/scratch', readOnly: false, volume: { kind: 'transient', storageClass: 'ssd', size: '10Gi' } },
+        {
+          mountPath: '/scratch',
+          readOnly: false,
+          volume: { kind: 'transient', name: scratch.name, storageClass: 'ssd', size: '10Gi' },
+        },
         {
           mountPath: '/models',
           readOnly: true,
@@ -68,6 +73,17 @@ describe('RunEnvironment', () => {
     });
     expect(JSON.parse(JSON.stringify(env.toSpec()))).toEqual(env.toSpec());
     expect(RunEnvironment.defaults().toSpec().image).toBeUndefined();
+  });
+
+  it('gives each transient volume its own stable name', () => {
+    const vol = new TransientVolume('ssd', '1Gi');
+    expect(vol.name).toMatch(/^weft-transient-[0-9a-f]{8}$/);
+    const writer = RunEnvironment.defaults().withMount(vol.readWrite('/data')).toSpec();
+    const reader = RunEnvironment.defaults().withMount(vol.readOnly('/data')).toSpec();
+    expect(writer.mounts[0]!.volume).toEqual({ kind: 'transient', name: vol.name, storageClass: 'ssd', size: '1Gi' });
+    expect(reader.mounts[0]!.volume).toEqual(writer.mounts[0]!.volume);
+    // Same class and size, but another object: another volume.
+    expect(new TransientVolume('ssd', '1Gi').name).not.toBe(vol.name);
   });
 
   it('merges requests, limits and env key by key, later values winning', () => {

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { posix } from 'node:path';
 import { parse as parseYaml } from 'yaml';
@@ -25,8 +26,14 @@ export interface ResourceSpec {
 /** A volume in the wire form. */
 export type VolumeSpec =
   | {
-      /** Created for the run and deleted after it. */
+      /**
+       * Belongs to the client's session: created on first use, shared by
+       * every run of the session that mounts the same `name`, deleted when
+       * the session ends.
+       */
       kind: 'transient';
+      /** `weft-transient-<8 hex digits>`, chosen by the client, stable for the volume's life. */
+      name: string;
       storageClass: string;
       size: string;
     }
@@ -50,7 +57,8 @@ export type VolumeSpec =
  *   "env": { "MODE": "fast" },
  *   "secrets": [{ "name": "db-creds", "mountPath": "/etc/db" }],
  *   "mounts": [{ "mountPath": "/data", "readOnly": false,
- *                "volume": { "kind": "transient", "storageClass": "ssd", "size": "10Gi" } }],
+ *                "volume": { "kind": "transient", "name": "weft-transient-1f2e3d4c",
+ *                            "storageClass": "ssd", "size": "10Gi" } }],
  *   "podTemplate": { "apiVersion": "v1", "kind": "Pod", "spec": { "nodeSelector": { "pool": "gpu" } } }
  * }
  * ```
@@ -191,8 +199,20 @@ export abstract class Volume {
   abstract toSpec(): VolumeSpec;
 }
 
-/** A volume created for one run and deleted after it (Hype's `VolumeRequest`). */
+/**
+ * A scratch volume of the client's session (Hype's `VolumeRequest`): created
+ * on the first run that mounts it and deleted when the session ends (the
+ * Submitter is closed, the script exits, or the server hears no KeepAlive).
+ *
+ * The object is the volume's identity: it gets a random name
+ * (`weft-transient-<8 hex digits>`) when it is made, so every run that
+ * mounts the same `TransientVolume` sees the same volume, e.g. one run
+ * writing it read-write and then many reading it read-only. Two
+ * `TransientVolume`s are two volumes, whatever their size and class.
+ */
 export class TransientVolume extends Volume {
+  /** `weft-transient-<8 hex digits>`, unique to this object. */
+  readonly name: string;
   readonly storageClass: string;
   readonly size: string;
 
@@ -200,11 +220,12 @@ export class TransientVolume extends Volume {
     super();
     this.storageClass = checkDnsName('volume.storageClass', storageClass, 'storage class name');
     this.size = memoryQuantity('volume.size', size);
+    this.name = `weft-transient-${randomBytes(4).toString('hex')}`;
     Object.freeze(this);
   }
 
   toSpec(): VolumeSpec {
-    return { kind: 'transient', storageClass: this.storageClass, size: this.size };
+    return { kind: 'transient', name: this.name, storageClass: this.storageClass, size: this.size };
   }
 }
 

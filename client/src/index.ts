@@ -1,10 +1,12 @@
 /**
- * The client side of weft closures (Hype-style remote functions): find where
- * a function lives and what it captures ({@link locate}), package the code it
- * needs into a content-addressed stage and upload what the server lacks
- * ({@link stage}), describe where it runs ({@link RunEnvironment}), and, on
- * the remote side, lay a stage out and load the function again
- * ({@link materialize}, {@link loadStaged}).
+ * The client side of weft closures (Hype-style remote functions). Most
+ * programs need only {@link Submitter} (`submit(fn, args, env)`,
+ * `remote(fn)`, `runPipeline`, `close`) and {@link RunEnvironment} with its
+ * volumes. Underneath it: find where a function lives and what it captures
+ * ({@link locate}), package the code it needs into a content-addressed stage
+ * and upload what the server lacks ({@link stage}), describe where it runs
+ * ({@link RunEnvironment}), and, on the remote side, lay a stage out and load
+ * the function again ({@link materialize}, {@link loadStaged}).
  *
  * The remote side needs only `materialize`, `loadStaged` and the value codec;
  * it can import them from `@weft/client/remote`, which does not load the
@@ -12,7 +14,7 @@
  * @packageDocumentation
  */
 export { locate, type LocatedFunction, type ClosureModule } from './locate.js';
-export { planStage, stage, type StageOptions, type StagePlan, type StageResult } from './stage.js';
+export { planStage, stage, uploadStage, type StageOptions, type StagePlan, type StageResult } from './stage.js';
 export { HashCache, defaultCacheDir, type HashCacheEntry, type FileStamp } from './hash-cache.js';
 export {
   canonicalJson,
@@ -44,3 +46,17 @@ export {
   type RunEnvironmentSpec,
 } from './environment.js';
 export { assertSerializable, encodeValue, decodeValue } from './serializable.js';
+export {
+  Submitter,
+  RemoteError,
+  JobError,
+  type RemoteFunction,
+  type SubmitterOptions,
+  type SubmitOptions,
+  type SubmissionInfo,
+  type PipelineLeafResult,
+  type RunPipelineOptions,
+} from './submitter.js';
+export { ClosuresStageStore, BLOB_CHUNK_BYTES } from './grpc-store.js';
+// Refusals by the server are WeftErrors carrying a gRPC status code and the offending field.
+export { WeftError, Status } from '@weft/common';

@@ -153,7 +153,20 @@ export async function stage(
   store: StageStore,
   options: StageOptions = {},
 ): Promise<StageResult> {
-  const plan = await planStage(located, options);
+  return uploadStage(await planStage(located, options), store, options);
+}
+
+/**
+ * The upload half of {@link stage}: asks the store which of the plan's
+ * contents it lacks, uploads those, then stores the manifest. Callers that
+ * remember which stages a store already holds can plan, compare stage ids
+ * and skip this step altogether.
+ */
+export async function uploadStage(
+  plan: StagePlan,
+  store: StageStore,
+  options: Pick<StageOptions, 'concurrency'> = {},
+): Promise<StageResult> {
   const hashes = [...new Set(plan.manifest.files.map((f) => f.hash))];
   const missing = await store.missing(hashes);
   const sizes = new Map(plan.manifest.files.map((f) => [f.hash, f.size]));

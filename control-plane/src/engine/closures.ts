@@ -113,6 +113,10 @@ interface Run {
   sinks: Set<Sink>;
   cleanup: NodeJS.Timeout | undefined;
   cancelReason?: string;
+  /** Bytes written so far per stream: the offset of the next log chunk. */
+  written: Record<string, number>;
+  timeout: NodeJS.Timeout | undefined;
+  timedOut: boolean;
 }
 
 /** The validated wire form of a RunEnvironment. */
@@ -171,6 +175,8 @@ export class ClosureEngine {
   readonly stages: FsStageStore;
   private readonly sessions = new Map<string, Session>();
   private readonly runs = new Map<string, Run>();
+  /** Submission ids cancelled before their Submit arrived, with when to forget them. */
+  private readonly cancelledEarly = new Map<string, number>();
   private readonly volumes = new Map<string, VolumeMeta>();
   /** Active mounts by path. */
   private readonly mounted = new Map<
@@ -614,6 +620,7 @@ export class ClosureEngine {
       throw invalid('submission_id', 'must be 8-128 letters, digits, "-" or "_" (a UUID)');
     const existing = this.runs.get(req.submissionId);
     if (existing) return this.attach(existing, sink);
+    if (this.cancelledEarly.has(req.submissionId)) return this.attach(this.cancelledRun(req.submissionId), sink);
     if (!/^[0-9a-f]{64}$/.test(req.stageId)) throw invalid('stage_id', `"${req.stageId}" is not a stage id`);
     if (!existsSync(join(this.stages.dir, 'stages', `${req.stageId}.json`))) {
       throw failedPrecondition(`stage ${req.stageId} has not been uploaded (PutManifest)`);
@@ -643,6 +650,9 @@ export class ClosureEngine {
       final: undefined,
       sinks: new Set([sink]),
       cleanup: undefined,
+      written: {},
+      timeout: undefined,
+      timedOut: false,
     };
     this.runs.set(req.submissionId, run);
     sink(run.accepted);
@@ -661,7 +671,6 @@ export class ClosureEngine {
       kind: 'closure',
       // A closure runs once; retrying is the caller's decision (Hype re-ran work on client errors).
       retry: { policy: 'Never', limit: 0 },
-      ttlMs: req.timeoutMs,
       env: { ...plan.env, WEFT_EXECUTION_ID: executionId, HYPE_EXECUTION_ID: executionId, WEFT_IMAGE: plan.image },
       streamLogs: req.streamLogs,
     };
@@ -672,8 +681,20 @@ export class ClosureEngine {
       pool: pool.name,
       mounts: plan.mounts.map((m) => `${m.path}${m.readOnly ? ':ro' : ''}`),
     });
+    if (req.timeoutMs > 0) {
+      // Counted from acceptance, time in the queue included, as the caller sees it.
+      run.timeout = setTimeout(() => {
+        if (run.final) return;
+        run.timedOut = true;
+        this.deps.dispatcher.stopJob(executionId, `timeout of ${req.timeoutMs} ms`);
+      }, req.timeoutMs);
+    }
     this.deps.dispatcher.submit(unit, {
-      onLog: (stream, data) => this.emit(run, { event: { $case: 'log', value: { stream, data } } }),
+      onLog: (stream, data) => {
+        const offset = run.written[stream] ?? 0;
+        run.written[stream] = offset + data.byteLength;
+        this.emit(run, { event: { $case: 'log', value: { stream, data, offset } } });
+      },
       onDone: (outcome) => {
         this.finish(run, outcome, req.timeoutMs).catch((err: unknown) =>
           this.deps.log.error('closure result lost', { err, execution: executionId }),
@@ -726,9 +747,13 @@ export class ClosureEngine {
   }
 
   private async finish(run: Run, outcome: Outcome, timeoutMs: number): Promise<void> {
+    if (run.timeout) clearTimeout(run.timeout);
     this.unmount(run.mounts);
     let final: ClosureEvent;
-    if (outcome.status === 'succeeded') {
+    if (run.timedOut) {
+      const message = `the closure ran longer than its timeout of ${timeoutMs} ms and was stopped`;
+      final = { event: { $case: 'failure', value: { type: 'TimeoutError', message, stack: '', crash: false } } };
+    } else if (outcome.status === 'succeeded') {
       final = { event: { $case: 'result', value: { value: await this.resultBytes(outcome.result) } } };
     } else if (outcome.status === 'failed') {
       const f: TaskFailure = outcome.failure;
@@ -765,10 +790,50 @@ export class ClosureEngine {
     this.sweep();
   }
 
-  /** Cancels a run; false when it had already ended. */
+  /** A run that was cancelled before it was submitted: attaching to it gives AbortError. */
+  private cancelledRun(submissionId: string): Run {
+    const run: Run = {
+      submissionId,
+      executionId: '',
+      sessionId: '',
+      name: '',
+      image: '',
+      mounts: [],
+      accepted: { event: { $case: 'accepted', value: { submissionId, executionId: '', attached: false } } },
+      logs: [],
+      logBytes: 0,
+      final: {
+        event: {
+          $case: 'failure',
+          value: { type: 'AbortError', message: 'cancelled before it started', stack: '', crash: false },
+        },
+      },
+      sinks: new Set(),
+      cleanup: undefined,
+      written: {},
+      timeout: undefined,
+      timedOut: false,
+    };
+    this.runs.set(submissionId, run);
+    run.cleanup = setTimeout(() => this.runs.delete(submissionId), this.deps.config.keepRunsMs);
+    run.cleanup.unref();
+    return run;
+  }
+
+  /**
+   * Cancels a run; false when it had already ended. An id not seen yet is
+   * remembered, so a Submit that arrives after its Cancel (the client
+   * aborted while its Submit was in flight) does not run.
+   */
   cancel(submissionId: string, reason: string): boolean {
     const run = this.runs.get(submissionId);
-    if (!run) throw notFound(`closure submission ${submissionId} not found`);
+    if (!run) {
+      if (!/^[-_A-Za-z0-9]{8,128}$/.test(submissionId)) throw invalid('submission_id', 'is not a submission id');
+      const now = Date.now();
+      for (const [id, until] of this.cancelledEarly) if (until < now) this.cancelledEarly.delete(id);
+      this.cancelledEarly.set(submissionId, now + this.deps.config.keepRunsMs);
+      return true;
+    }
     if (run.final) return false;
     run.cancelReason = reason || 'cancelled by the client';
     this.deps.dispatcher.stopJob(run.executionId, run.cancelReason);

@@ -95,6 +95,13 @@ export interface ClosureLog {
   /** "stdout" or "stderr". */
   stream: string;
   data: Buffer;
+  /**
+   * Bytes of this stream the run wrote before this chunk. After attaching
+   * again, a client skips what it has already shown; a chunk whose offset is
+   * past what it saw means output was dropped in between (the server keeps
+   * the last 1 MiB for replay).
+   */
+  offset: number;
 }
 
 export interface ClosureResult {
@@ -1102,7 +1109,7 @@ export const ClosureAccepted: MessageFns<ClosureAccepted> = {
 };
 
 function createBaseClosureLog(): ClosureLog {
-  return { stream: "", data: Buffer.alloc(0) };
+  return { stream: "", data: Buffer.alloc(0), offset: 0 };
 }
 
 export const ClosureLog: MessageFns<ClosureLog> = {
@@ -1112,6 +1119,9 @@ export const ClosureLog: MessageFns<ClosureLog> = {
     }
     if (message.data.length !== 0) {
       writer.uint32(18).bytes(message.data);
+    }
+    if (message.offset !== 0) {
+      writer.uint32(24).uint64(message.offset);
     }
     return writer;
   },
@@ -1145,6 +1155,14 @@ export const ClosureLog: MessageFns<ClosureLog> = {
             message.data = Buffer.from(reader.bytes());
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.offset = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1161,6 +1179,7 @@ export const ClosureLog: MessageFns<ClosureLog> = {
     return {
       stream: isSet(object.stream) ? globalThis.String(object.stream) : "",
       data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : Buffer.alloc(0),
+      offset: isSet(object.offset) ? globalThis.Number(object.offset) : 0,
     };
   },
 
@@ -1172,6 +1191,9 @@ export const ClosureLog: MessageFns<ClosureLog> = {
     if (message.data.length !== 0) {
       obj.data = base64FromBytes(message.data);
     }
+    if (message.offset !== 0) {
+      obj.offset = Math.round(message.offset);
+    }
     return obj;
   },
 
@@ -1182,6 +1204,7 @@ export const ClosureLog: MessageFns<ClosureLog> = {
     const message = createBaseClosureLog();
     message.stream = object.stream ?? "";
     message.data = object.data ?? Buffer.alloc(0);
+    message.offset = object.offset ?? 0;
     return message;
   },
 };
