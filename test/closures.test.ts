@@ -10,7 +10,18 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { credentials } from '@grpc/grpc-js';
 import { VolumesClient, type ListVolumesResponse } from '@weft/proto';
-import { FIXTURES, alive, cleanup, clients, startServer, tempDir, until, weft, type ServerProc } from './helpers.js';
+import {
+  FIXTURES,
+  ROOT,
+  alive,
+  cleanup,
+  clients,
+  startServer,
+  tempDir,
+  until,
+  weft,
+  type ServerProc,
+} from './helpers.js';
 
 const CLIENT = join(FIXTURES, 'closures', 'client.mjs');
 
@@ -240,6 +251,35 @@ describe('closures', () => {
     expect(r.secret.message).toMatch(/environment\.secrets\[0\]\.name: secret "nope" does not exist/);
     expect(r.second.message).toMatch(/mounted read-write .* by a running closure/);
     expect(r.reader.message).toMatch(/mounted read-write .* by a running closure/);
+  });
+
+  it("runs the README's two Hype examples", async () => {
+    const run = (file: string): Promise<{ code: number | null; out: string; err: string }> =>
+      new Promise((resolve) => {
+        const p = spawn(process.execPath, [join(ROOT, 'examples', 'closures', 'dist', file)], {
+          env: { ...process.env, WEFT_SERVER: server.address },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
+        let out = '';
+        let err = '';
+        p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+        p.stderr.on('data', (d: Buffer) => (err += d.toString()));
+        p.on('exit', (code) => resolve({ code, out, err }));
+      });
+    const key = join(dir, 'key.json');
+    writeFileSync(key, '{}');
+    expect((await weft(['secret', 'create', 'gcp-key', '--from-file', key, '--server', server.address])).code).toBe(0);
+    const full = await run('full.js');
+    expect(full.code, full.err).toBe(0);
+    expect(full.out).toMatch(/^Linux /);
+    expect(full.out).toMatch(/^Filesystem/m);
+    expect(full.out).toMatch(/^WEFT_EXECUTION_ID=weft-closure-/m);
+    expect(full.err).toMatch(/weft: staged extractEnv: \d+ files newly uploaded, \d+ cached/);
+    const volumes = await run('volumes.js');
+    expect(volumes.code, volumes.err).toBe(0);
+    const m = /^wrote (\w+); read (.*)$/m.exec(volumes.out);
+    expect(m).not.toBeNull();
+    expect(m![2]!.split(', ')).toEqual(Array(10).fill(m![1]));
   });
 
   it('a closure submits a closure and runs a stored pipeline through the same client', async () => {

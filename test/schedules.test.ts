@@ -307,7 +307,9 @@ describe('timeouts and spread', () => {
   let dir: string;
   beforeAll(async () => {
     dir = tempDir('weft-sched-timeout-');
-    server = await startServer({ env: { ...FAST_RETRIES, WEFT_TIMEOUT_RUNNING: '1s' } });
+    server = await startServer({
+      env: { ...FAST_RETRIES, WEFT_TIMEOUT_RUNNING: '1s', WEFT_RETRY_MISSING_DEPS_DELAY: '1h' },
+    });
     s = scheduleClients(server.address);
   });
   afterAll(async () => {
@@ -340,6 +342,22 @@ describe('timeouts and spread', () => {
         }
       }),
     );
+  });
+
+  it('retry runs a queued instance now instead of after its delay', async () => {
+    const script = `m="${dir}/deps-$WEFT_PARAMETER"; if [ -e "$m" ]; then exit 0; fi; touch "$m"; exit 20`;
+    await s.apply({ id: 'later', schedule: 'daily', command: sh(script) });
+    await s.trigger('later', '2024-07-01');
+    await until(async () => (await s.instance('later', '2024-07-01')).tries === 1, 20_000, 'the first try');
+    await until(async () => (await s.instance('later', '2024-07-01')).state === InstanceState.INSTANCE_STATE_QUEUED);
+    const queued = await s.instance('later', '2024-07-01');
+    // Exit 20: the next try is an hour away (WEFT_RETRY_MISSING_DEPS_DELAY).
+    expect(queued.nextAttempt!.getTime() - Date.now()).toBeGreaterThan(50 * 60_000);
+    const retried = await s.retry('later', '2024-07-01');
+    expect(InstanceState[retried.state]).toBe('INSTANCE_STATE_QUEUED');
+    const inst = await finished(s, 'later', '2024-07-01');
+    expect(InstanceState[inst.state]).toBe('INSTANCE_STATE_DONE');
+    expect(inst.executions.map((e) => e.exitCode)).toEqual([20, 0]);
   });
 
   it('spread gives each workflow a fixed start offset within the window', async () => {

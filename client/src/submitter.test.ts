@@ -484,20 +484,17 @@ describe('Submitter', () => {
     expect(fake.submits[0]!.stageId.startsWith(first![2]!)).toBe(true);
 
     const before = fake.calls.length;
-    const t0 = performance.now();
     expect(await weft.submit(fns.add, [2, 2])).toBe(4);
-    const elapsed = performance.now() - t0;
-    expect(lines[1]).toBe(`weft: staged add: 0 files newly uploaded, ${uploaded} cached (stage ${first![2]})`);
-    // Only the Submit itself reached the server: no MissingBlobs, PutBlob or PutManifest.
+    // The same process staged it already: nothing to report, and only the
+    // Submit itself reached the server (no MissingBlobs, PutBlob or PutManifest).
+    expect(lines).toHaveLength(1);
     expect(fake.calls.slice(before)).toEqual(['submit']);
     expect(fake.submits[1]!.stageId).toBe(fake.submits[0]!.stageId);
-    // Most of that is the fake starting a Node process for the run.
-    expect(elapsed).toBeLessThan(5_000);
 
     // Another Submitter (a new process, as far as the server knows) asks, and uploads nothing either.
     const other = submitter();
     expect(await other.submit(fns.add, [3, 3])).toBe(6);
-    expect(lines[2]).toBe(`weft: staged add: 0 files newly uploaded, ${uploaded} cached (stage ${first![2]})`);
+    expect(lines[1]).toBe(`weft: staged add: 0 files newly uploaded, ${uploaded} cached (stage ${first![2]})`);
     expect(fake.blobsPut).toHaveLength(uploaded);
   });
 

@@ -500,6 +500,8 @@ export class Submitter {
     const distinct = new Set(plan.manifest.files.map((f) => f.hash)).size;
     let uploaded = 0;
     let pending = this.stages.get(plan.stageId);
+    // Only the call that uploads reports it: parallel submits of one function share the upload.
+    const reporter = pending === undefined;
     if (pending === undefined) {
       pending = this.retrying(`staging ${name}`, () => uploadStage(plan, this.store)).then((r) => {
         uploaded = r.newlyUploaded;
@@ -512,9 +514,11 @@ export class Submitter {
     } catch (err) {
       throw asError(err);
     }
-    this.log(
-      `weft: staged ${name}: ${uploaded} files newly uploaded, ${distinct - uploaded} cached (stage ${plan.stageId.slice(0, 12)})`,
-    );
+    if (reporter) {
+      this.log(
+        `weft: staged ${name}: ${uploaded} files newly uploaded, ${distinct - uploaded} cached (stage ${plan.stageId.slice(0, 12)})`,
+      );
+    }
     return { name, plan };
   }
 
