@@ -19,6 +19,7 @@ import {
 } from './fullcp.js';
 import { linearChain, priorityMix, type ChainResult, type PriorityMixResult } from './pipelines.js';
 import { idleWorkflows, triggerLateness, type IdleResult, type LatenessResult } from './schedules.js';
+import { closureRoundTrips, type ClosureResult } from './closures.js';
 import { median } from './stats.js';
 import { BENCH_DIR, LoadMonitor, machine, sleep, type LoadReport } from './util.js';
 
@@ -30,6 +31,7 @@ const TARGET = {
   chainPerNodeMs: 5,
   latenessP99Ms: 50,
   idleCpuPercent: 2,
+  closureWarmP50Ms: 20,
 };
 const CHAIN_NODES = 100;
 const BATCH_ITEMS = 10_000;
@@ -54,6 +56,12 @@ interface Results {
   lateness?: LatenessResult & { target: string; pass: boolean };
   latenessBurst?: LatenessResult;
   idle?: IdleResult & { target: string; pass: boolean };
+  closures?: ClosureResult & {
+    ratioToPingPongP50: number | undefined;
+    ratioToDispatchP50: number | undefined;
+    target: string;
+    pass: boolean;
+  };
   errors: Record<string, string>;
 }
 
@@ -378,6 +386,34 @@ async function main(): Promise<void> {
   }
   out();
 
+  out('7. Closures: @weft/client in this process, a weft server child process; add(a, b) from a module of 2 files');
+  const cl = await section('closures', R.errors, () => closureRoundTrips({ warmup: 30, runs: 300, cold: 6 }));
+  if (cl) {
+    const pass = cl.warm.p50 <= TARGET.closureWarmP50Ms;
+    const pp = R.baseline ? cl.warm.p50 / (R.baseline.latencyUs.p50 / 1000) : undefined;
+    const dp = R.dispatch ? cl.warm.p50 / R.dispatch.latencyMs.p50 : undefined;
+    R.closures = {
+      ...cl,
+      ratioToPingPongP50: pp,
+      ratioToDispatchP50: dp,
+      target: `warm p50 <= ${TARGET.closureWarmP50Ms} ms`,
+      pass,
+    };
+    out(
+      `   warm worker, stage cached, ${cl.warm.n} submits one after another: p50 ${f(cl.warm.p50, 2)} ms, p99 ${f(cl.warm.p99, 2)} ms` +
+        ` (${pp === undefined ? 'n/a' : f(pp, 1) + 'x'} the grpc-js ping-pong p50, ${dp === undefined ? 'n/a' : f(dp, 1) + 'x'} the warm dispatch p50)     target p50 <= ${TARGET.closureWarmP50Ms} ms: ${verdict(pass)}`,
+    );
+    out(
+      `   cold worker (a new resource shape each time, ${cl.cold.n} runs): p50 ${f(cl.cold.p50, 0)} ms, max ${f(cl.cold.max, 0)} ms`,
+    );
+    for (const st of cl.staging) {
+      out(
+        `   staging a project of ${st.files} files: first ${f(st.firstMs, 0)} ms (hash all, upload what is missing); unchanged: p50 ${f(st.unchanged.p50, 1)} ms`,
+      );
+    }
+  }
+  out();
+
   R.totalSeconds = (performance.now() - t0) / 1000;
   out('Targets');
   const row = (name: string, value: string, target: string, ok: boolean | undefined): void =>
@@ -442,6 +478,12 @@ async function main(): Promise<void> {
     R.idle ? `${f(R.idle.cpuPercent, 2)}%` : 'n/a',
     `< ${TARGET.idleCpuPercent}% of a core`,
     R.idle?.pass,
+  );
+  row(
+    'closure round trip, warm worker, p50',
+    R.closures ? `${f(R.closures.warm.p50, 2)} ms` : 'n/a',
+    `<= ${TARGET.closureWarmP50Ms} ms`,
+    R.closures?.pass,
   );
   out(`total time ${f(R.totalSeconds)} s; the numbers are also in bench/results.json`);
   if (Object.keys(R.errors).length > 0) out(`errors in: ${Object.keys(R.errors).join(', ')}`);

@@ -17,7 +17,7 @@ import { LoadMonitor, procCpuMs, sleep, type LoadReport } from './util.js';
 const CLI = fileURLToPath(import.meta.resolve('@weft/control-plane').replace(/index\.js$/, 'cli/main.js'));
 
 /** A control plane in its own process. */
-class ServerChild {
+export class ServerChild {
   private constructor(
     readonly proc: ChildProcess,
     readonly address: string,
