@@ -91,6 +91,13 @@ export interface LatenessResult {
   latenessMs: { p50: number; p90: number; p99: number; max: number };
   /** Executions due in the window that had not started by its end. */
   notStarted: number;
+  /** Worst lateness per second of the window, ms: shows whether lateness is spread or comes in stalls. */
+  worstBySecond: number[];
+  /**
+   * The warm-up, from the last workflow applied: command workers start on
+   * demand, and runs due meanwhile queue behind them.
+   */
+  warmup: { seconds: number; executions: number; p50: number; p99: number; max: number };
   load: LoadReport;
 }
 
@@ -119,6 +126,7 @@ export async function triggerLateness(opts: {
     const spreadMs = new Map(
       applied.map((w) => [w.id, w.nextDue!.getTime() - w.nextNaturalTrigger!.getTime()] as const),
     );
+    const appliedAt = Date.now();
     await sleep(opts.warmupSeconds * 1000);
     const from = Date.now();
     const load = new LoadMonitor();
@@ -138,14 +146,22 @@ export async function triggerLateness(opts: {
       .all() as { id: string; slot: number; started: number | null }[];
     db.close();
     const late: number[] = [];
+    const early: number[] = [];
+    const worstBySecond: number[] = new Array<number>(Math.ceil((to - from) / 1000)).fill(0);
     let notStarted = 0;
     for (const r of rows) {
       const due = r.slot + (spreadMs.get(r.id) ?? 0);
+      if (due >= appliedAt && due < from && r.started !== null) early.push(r.started - due);
       if (due < from || due >= to) continue;
       if (r.started === null) notStarted++;
-      else late.push(r.started - due);
+      else {
+        late.push(r.started - due);
+        const sec = Math.floor((due - from) / 1000);
+        worstBySecond[sec] = Math.max(worstBySecond[sec] ?? 0, r.started - due);
+      }
     }
     late.sort((a, b) => a - b);
+    early.sort((a, b) => a - b);
     return {
       workflows: opts.workflows,
       schedule: opts.schedule,
@@ -159,6 +175,14 @@ export async function triggerLateness(opts: {
         max: late[late.length - 1] ?? NaN,
       },
       notStarted,
+      worstBySecond,
+      warmup: {
+        seconds: opts.warmupSeconds,
+        executions: early.length,
+        p50: percentile(early, 50),
+        p99: percentile(early, 99),
+        max: early[early.length - 1] ?? NaN,
+      },
       load: report,
     };
   } finally {
