@@ -144,6 +144,7 @@ describe('closures', () => {
       logs: [string, string][];
       execEnv: string;
       custom: string;
+      closure: number;
     }>(server.address, ['basics']);
     expect(r.sum).toBe(5);
     expect(r.viaRemote).toBe(42);
@@ -160,6 +161,7 @@ describe('closures', () => {
     ]);
     expect(r.execEnv).toMatch(/^weft-closure-/);
     expect(r.custom).toBe('fast');
+    expect(r.closure).toBe(41);
   });
 
   it('runs 20 parallel submissions concurrently, each with its own execution id', async () => {

@@ -3,7 +3,7 @@
  * command executions as real processes on warm weft-command workers, the
  * SQLite file, and a SIGKILL in the middle.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { status as Status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,6 +17,7 @@ import {
   startServer,
   tempDir,
   until,
+  weft,
   type ServerProc,
 } from './helpers.js';
 
@@ -401,6 +402,17 @@ describe('bad workflow files and requests name the field', () => {
     expect(err.details).toMatch(field);
   });
 
+  it('the CLI shows a bad workflow file as one line naming the field', async () => {
+    const dir = tempDir('weft-badwf-');
+    const file = join(dir, 'bad.yaml');
+    writeFileSync(file, 'id: nightly\nschedule: "0 25 * * *"\ncommand: ["true"]\n');
+    const r = await weft(['workflow', 'apply', '-f', file, '--server', server.address]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(/nightly.*schedule: /);
+    cleanup(dir);
+  });
+
   it('a misaligned backfill range names start or end; the server keeps serving', async () => {
     await s.apply({ id: 'daily', schedule: 'daily', command: ['true'] });
     const err = await rejection(() =>
@@ -442,6 +454,13 @@ describe('catch-up after a SIGKILL', () => {
       enabled: true,
     });
     await s.apply({
+      id: 'only-latest',
+      schedule: '* * * * * *',
+      command: ['true'],
+      catch_up: 'latest',
+      enabled: true,
+    });
+    await s.apply({
       id: 'skip-missed',
       schedule: '* * * * * *',
       command: ['true'],
@@ -471,6 +490,7 @@ describe('catch-up after a SIGKILL', () => {
     }, 20_000);
     await s.setEnabled('every-second', false);
     await s.setEnabled('skip-missed', false);
+    await s.setEnabled('only-latest', false);
     const list = await s.instances('every-second');
     const seconds = list.map((i) => Date.parse(i.parameter)).sort((a, b) => a - b);
     // Contiguous: every second from the first to the last has its instance, once.
@@ -492,6 +512,9 @@ describe('catch-up after a SIGKILL', () => {
     const skipped = (await s.instances('skip-missed')).map((i) => Date.parse(i.parameter));
     expect(skipped.filter((t) => t > killedAt + 1000 && t < restartedAt - 1000)).toEqual([]);
     expect(skipped.some((t) => t > restartedAt)).toBe(true);
+    // catch_up latest: of the slots missed, only the last one (due just before the restart) ran.
+    const latest = (await s.instances('only-latest')).map((i) => Date.parse(i.parameter));
+    expect(latest.filter((t) => t > killedAt + 1000 && t < restartedAt).length).toBe(1);
     s.close();
     await server.stop();
     cleanup(dir);
