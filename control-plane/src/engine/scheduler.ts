@@ -34,6 +34,7 @@ import {
   type WorkflowSpec,
 } from '../domain/workflow.js';
 import type { Dispatcher, Outcome, WorkUnit } from '../dispatch/dispatcher.js';
+import { PriorityQueue, type Queued } from '../dispatch/queue.js';
 import type {
   BackfillRecord,
   ExecutionRecord,
@@ -101,52 +102,11 @@ interface Active {
   timer?: NodeJS.Timeout;
 }
 
-interface HeapEntry {
+/** A workflow's next due time in the natural-trigger queue. */
+interface HeapEntry extends Queued {
   at: number;
   id: string;
   gen: number;
-}
-
-/** A binary min-heap on `at`. */
-class Heap {
-  private readonly a: HeapEntry[] = [];
-  get size(): number {
-    return this.a.length;
-  }
-  peek(): HeapEntry | undefined {
-    return this.a[0];
-  }
-  push(e: HeapEntry): void {
-    const a = this.a;
-    a.push(e);
-    let i = a.length - 1;
-    while (i > 0) {
-      const p = (i - 1) >> 1;
-      if (a[p]!.at <= a[i]!.at) break;
-      [a[p], a[i]] = [a[i]!, a[p]!];
-      i = p;
-    }
-  }
-  pop(): HeapEntry | undefined {
-    const a = this.a;
-    const top = a[0];
-    const last = a.pop();
-    if (a.length > 0 && last) {
-      a[0] = last;
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < a.length && a[l]!.at < a[m]!.at) m = l;
-        if (r < a.length && a[r]!.at < a[m]!.at) m = r;
-        if (m === i) break;
-        [a[m], a[i]] = [a[i]!, a[m]!];
-        i = m;
-      }
-    }
-    return top;
-  }
 }
 
 const key = (workflowId: string, parameter: string): string => `${workflowId}\u0000${parameter}`;
@@ -174,7 +134,9 @@ export interface BackfillView {
 
 export class Scheduler {
   private readonly wfs = new Map<string, Wf>();
-  private readonly heap = new Heap();
+  /** Earliest due first: the queue serves the highest priority, so an entry's priority is minus its due time. */
+  private readonly heap = new PriorityQueue<HeapEntry>();
+  private heapSeq = 0;
   private heapTimer: NodeJS.Timeout | undefined;
   private heapTimerAt = Infinity;
   private readonly active = new Map<string, Active>();
@@ -343,7 +305,8 @@ export class Scheduler {
   private schedule(wf: Wf): void {
     wf.gen++;
     if (!wf.rec.enabled || this.closed) return;
-    this.heap.push({ at: this.dueOf(wf, wf.rec.nextSlot), id: wf.rec.id, gen: wf.gen });
+    const at = this.dueOf(wf, wf.rec.nextSlot);
+    this.heap.push({ at, priority: -at, seq: this.heapSeq++, id: wf.rec.id, gen: wf.gen });
     this.armHeap();
   }
 

@@ -1,6 +1,4 @@
-import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import type Database from 'better-sqlite3';
 import type { InstanceState } from '../domain/schedule.js';
 import type { TriggerType } from '../domain/workflow.js';
 import type {
@@ -13,6 +11,7 @@ import type {
   TriggerResult,
   WorkflowRecord,
 } from './schedule-port.js';
+import { openSqlite } from './sqlite.js';
 
 // Same conventions as the job store: portable SQL, times as epoch ms.
 const SCHEMA = `
@@ -269,11 +268,7 @@ export class SqliteScheduleStore implements ScheduleStore {
   private readonly updateStatements = new Map<string, Database.Statement>();
 
   constructor(file: string) {
-    mkdirSync(dirname(file), { recursive: true });
-    this.db = new Database(file);
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = NORMAL');
-    this.db.pragma('busy_timeout = 5000');
+    this.db = openSqlite(file);
     this.db.exec(SCHEMA);
     const db = this.db;
     this.s = {

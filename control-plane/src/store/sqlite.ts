@@ -150,6 +150,20 @@ function taskFromRow(r: TaskRow): TaskRecord {
 }
 
 /**
+ * Opens (creating) a SQLite file the way every weft store uses it: WAL, so
+ * readers never block the writer and a killed process loses nothing
+ * committed; synchronous=NORMAL; and a busy timeout for the other connection.
+ */
+export function openSqlite(file: string): Database.Database {
+  mkdirSync(dirname(file), { recursive: true });
+  const db = new Database(file);
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = NORMAL');
+  db.pragma('busy_timeout = 5000');
+  return db;
+}
+
+/**
  * The state store in a SQLite file (WAL mode). Commits are durable against a
  * killed process; with synchronous=NORMAL a power loss may drop the last
  * transactions, which the restart logic tolerates (tasks simply run again).
@@ -164,11 +178,7 @@ export class SqliteStateStore implements StateStore {
   }[] = [];
 
   constructor(file: string) {
-    mkdirSync(dirname(file), { recursive: true });
-    this.db = new Database(file);
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = NORMAL');
-    this.db.pragma('busy_timeout = 5000');
+    this.db = openSqlite(file);
     this.db.exec(SCHEMA);
     // Data directories made before jobs.nodes existed.
     const columns = this.db.prepare(`PRAGMA table_info(jobs)`).all() as { name: string }[];
