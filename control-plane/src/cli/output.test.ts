@@ -24,6 +24,7 @@ import {
   resultLines,
   statusLines,
   toJson,
+  withStateNames,
 } from './output.js';
 
 function inline(value: unknown): LeafResult['result'] {
@@ -357,5 +358,29 @@ describe('instance states', () => {
 describe('oneLine', () => {
   it('folds line breaks and runs of blanks', () => {
     expect(oneLine('  exit code 1:\n  boom\t here ')).toBe('exit code 1: boom here');
+  });
+});
+
+describe('withStateNames', () => {
+  it('prints instance states by their lower-case names, deep inside lists and objects', () => {
+    expect(
+      withStateNames({
+        state: 'INSTANCE_STATE_RUNNING',
+        slotStates: [
+          { parameter: '2024-01-01', state: 'INSTANCE_STATE_DONE' },
+          { parameter: '2024-01-02', state: 'INSTANCE_STATE_UNSPECIFIED' },
+        ],
+        message: 'not a state',
+        tries: 2,
+      }),
+    ).toEqual({
+      state: 'running',
+      slotStates: [
+        { parameter: '2024-01-01', state: 'done' },
+        { parameter: '2024-01-02', state: null },
+      ],
+      message: 'not a state',
+      tries: 2,
+    });
   });
 });

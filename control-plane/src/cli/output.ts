@@ -157,6 +157,22 @@ export function instanceStateName(state: InstanceState): string {
 }
 
 /**
+ * A schedule message's JSON form as the CLI prints it: instance states by
+ * their lower-case names (`"running"`, as job states are printed), and
+ * `null` for a backfill slot not triggered yet.
+ */
+export function withStateNames(json: unknown): unknown {
+  if (typeof json === 'string' && json.startsWith('INSTANCE_STATE_')) {
+    return json === 'INSTANCE_STATE_UNSPECIFIED' ? null : json.slice('INSTANCE_STATE_'.length).toLowerCase();
+  }
+  if (Array.isArray(json)) return json.map(withStateNames);
+  if (json !== null && typeof json === 'object') {
+    return Object.fromEntries(Object.entries(json).map(([k, v]) => [k, withStateNames(v)]));
+  }
+  return json;
+}
+
+/**
  * Parses the instance states given to `--state`: one name or several
  * separated by commas (`failed,error`), as printed or as in the contract
  * (`INSTANCE_STATE_FAILED`). Throws a UsageError naming the valid states.

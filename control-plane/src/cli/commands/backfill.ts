@@ -4,7 +4,7 @@ import { parseEnv, parseInstant, parsePositiveInt } from '../args.js';
 import { unary } from '../client.js';
 import { arg, noneFound, printLines, type Context } from '../context.js';
 import { CliError, UsageError } from '../errors.js';
-import { formatJson, formatTable, formatTime, instanceStateName, oneLine } from '../output.js';
+import { formatJson, formatTable, formatTime, instanceStateName, oneLine, withStateNames } from '../output.js';
 
 /** A backfill as `ls` and `show` name its state. */
 export type BackfillState = 'running' | 'halted' | 'finished';
@@ -116,7 +116,7 @@ export function backfillLines(bf: Backfill): string[] {
 }
 
 function printBackfill(ctx: Context, bf: Backfill, line: string): void {
-  if (ctx.output === 'json') ctx.io.stdout.write(formatJson(Backfill.toJSON(bf)));
+  if (ctx.output === 'json') ctx.io.stdout.write(formatJson(withStateNames(Backfill.toJSON(bf))));
   else printLines(ctx, [line]);
 }
 
@@ -175,7 +175,7 @@ export async function backfillList(ctx: Context): Promise<number> {
     ctx.clients.backfills.list({ workflowId: ctx.flags.workflow ?? '', showAll: ctx.flags.all === true }, cb),
   );
   if (ctx.output === 'json') {
-    ctx.io.stdout.write(formatJson(ListBackfillsResponse.toJSON(res)));
+    ctx.io.stdout.write(formatJson(withStateNames(ListBackfillsResponse.toJSON(res))));
     return 0;
   }
   if (res.backfills.length === 0) {
@@ -189,7 +189,7 @@ export async function backfillList(ctx: Context): Promise<number> {
 /** `weft backfill show ID`. */
 export async function backfillShow(ctx: Context): Promise<number> {
   const bf = await unary<Backfill>((cb) => ctx.clients.backfills.get({ id: arg(ctx, 0) }, cb));
-  if (ctx.output === 'json') ctx.io.stdout.write(formatJson(Backfill.toJSON(bf)));
+  if (ctx.output === 'json') ctx.io.stdout.write(formatJson(withStateNames(Backfill.toJSON(bf))));
   else printLines(ctx, backfillLines(bf));
   return 0;
 }

@@ -2,7 +2,15 @@ import { Instance, InstanceState, ListInstancesResponse, type Execution } from '
 import { parseDuration } from '../args.js';
 import { unary } from '../client.js';
 import { arg, noneFound, printLines, type Context } from '../context.js';
-import { formatJson, formatTable, formatTime, instanceStateName, oneLine, parseInstanceStates } from '../output.js';
+import {
+  formatJson,
+  formatTable,
+  formatTime,
+  instanceStateName,
+  oneLine,
+  parseInstanceStates,
+  withStateNames,
+} from '../output.js';
 
 /** An exit code as printed, `-` when the run had none (it never started, or timed out). */
 function exitText(code: number | undefined): string {
@@ -63,7 +71,7 @@ export function executionTable(executions: readonly Execution[]): string[] {
 
 /** Prints one instance: its JSON, or its lines. */
 export function printInstance(ctx: Context, inst: Instance): void {
-  if (ctx.output === 'json') ctx.io.stdout.write(formatJson(Instance.toJSON(inst)));
+  if (ctx.output === 'json') ctx.io.stdout.write(formatJson(withStateNames(Instance.toJSON(inst))));
   else printLines(ctx, instanceLines(inst));
 }
 
@@ -77,7 +85,7 @@ export async function instanceList(ctx: Context): Promise<number> {
     ),
   );
   if (ctx.output === 'json') {
-    ctx.io.stdout.write(formatJson(ListInstancesResponse.toJSON(res)));
+    ctx.io.stdout.write(formatJson(withStateNames(ListInstancesResponse.toJSON(res))));
     return 0;
   }
   if (res.instances.length === 0) {
@@ -93,7 +101,7 @@ export async function instanceShow(ctx: Context): Promise<number> {
   const ref = { workflowId: arg(ctx, 0), parameter: arg(ctx, 1) };
   const inst = await unary<Instance>((cb) => ctx.clients.instances.get(ref, cb));
   if (ctx.output === 'json') {
-    ctx.io.stdout.write(formatJson(Instance.toJSON(inst)));
+    ctx.io.stdout.write(formatJson(withStateNames(Instance.toJSON(inst))));
     return 0;
   }
   const lines = instanceLines(inst);
@@ -108,7 +116,7 @@ export async function instanceShow(ctx: Context): Promise<number> {
 export async function instanceHalt(ctx: Context): Promise<number> {
   const ref = { workflowId: arg(ctx, 0), parameter: arg(ctx, 1) };
   const inst = await unary<Instance>((cb) => ctx.clients.instances.halt(ref, cb));
-  if (ctx.output === 'json') ctx.io.stdout.write(formatJson(Instance.toJSON(inst)));
+  if (ctx.output === 'json') ctx.io.stdout.write(formatJson(withStateNames(Instance.toJSON(inst))));
   else printLines(ctx, [`instance ${inst.workflowId} ${inst.parameter} halted`]);
   return 0;
 }
@@ -120,7 +128,7 @@ export async function instanceRetry(ctx: Context): Promise<number> {
   const parameter = arg(ctx, 1);
   const inst = await unary<Instance>((cb) => ctx.clients.instances.retry({ workflowId, parameter, delayMs }, cb));
   if (ctx.output === 'json') {
-    ctx.io.stdout.write(formatJson(Instance.toJSON(inst)));
+    ctx.io.stdout.write(formatJson(withStateNames(Instance.toJSON(inst))));
   } else {
     const when = delayMs > 0 && inst.nextAttempt ? ` at ${formatTime(inst.nextAttempt)}` : '';
     printLines(ctx, [`instance ${inst.workflowId} ${inst.parameter} will be retried${when}`]);
