@@ -90,6 +90,8 @@ interface Wf {
 /** What runs an instance's current execution. */
 interface Running {
   executionId: string;
+  /** What the execution runs, as the workflow said when it started (a re-apply may change it meanwhile). */
+  runnable?: WorkflowSpec['runnable'];
   /** The pipeline job, for pipeline workflows. */
   jobId?: string;
   resources: string[];
@@ -100,6 +102,8 @@ interface Active {
   rec: InstanceRecord;
   run?: Running;
   timer?: NodeJS.Timeout;
+  /** The pump queued an operation on it that has not run yet: do not queue another. */
+  pending?: boolean;
 }
 
 /** A workflow's next due time in the natural-trigger queue. */
@@ -433,16 +437,24 @@ export class Scheduler {
       );
     if (ready.length === 0) return;
     const used = this.usage();
+    const later = (a: Active, op: () => Promise<void>): void => {
+      a.pending = true;
+      void this.serial(() => {
+        a.pending = false;
+        return op();
+      });
+    };
     for (const a of ready) {
+      if (a.pending) continue;
       const wf = this.wfs.get(a.rec.workflowId);
       if (!wf) {
-        void this.serial(() => this.halt(a, 'its workflow was deleted'));
+        later(a, () => this.halt(a, 'its workflow was deleted'));
         continue;
       }
       const needs = this.resourcesOf(wf);
       const unknown = needs.find((r) => !this.resources.has(r));
       if (unknown) {
-        void this.serial(() => this.runError(a, `unknown resource "${unknown}"`));
+        later(a, () => this.runError(a, `unknown resource "${unknown}"`));
         continue;
       }
       const full = needs.filter((r) => (used.get(r) ?? 0) >= this.resources.get(r)!.concurrency);
@@ -522,6 +534,7 @@ export class Scheduler {
       return;
     }
     const tries = r.tries + 1;
+    run.runnable = spec.runnable;
     const env = this.env(wf, a, run.executionId, tries);
     const logPath = join(this.deps.config.logDir, r.workflowId, r.parameter, `${run.executionId}.log`);
     run.exec.log = logPath;
@@ -610,8 +623,7 @@ export class Scheduler {
   private async finished(a: Active, run: Running, outcome: Outcome): Promise<void> {
     if (a.run !== run) return; // halted or timed out meanwhile: that execution no longer counts
     if (outcome.status === 'succeeded') {
-      const spec = this.wfs.get(a.rec.workflowId)?.spec;
-      if (spec?.runnable === 'command') {
+      if (run.runnable === 'command') {
         const res = decodePayload(outcome.result) as {
           exitCode: number | null;
           signal: string | null;
