@@ -127,6 +127,23 @@ class LifecycleTest(ProtocolTestCase):
         self.assertEqual(seen[0], ({"WEFT_EXECUTION_ID": "weft-run-1", "HOME": "/elsewhere"}, "weft-run-1", "/elsewhere"))
         self.assertEqual(seen[1], ({}, None, home))
 
+    def test_stream_logs_sends_what_the_task_prints_as_log_frames(self) -> None:
+        def start(args: Dict[str, Any]) -> Any:
+            print("hello", args["input"][0])
+            sys.stderr.write("careful\n")
+            return 1
+
+        self.shim(start)
+        frames = self.run_task(task("j:0:0", input=["there"], streamLogs=True))
+        logs = [(f["data"]["stream"], f["data"]["data"]) for f in frames if f["command"] == "log"]
+        self.assertEqual(b"".join(d for s, d in logs if s == "stdout"), b"hello there\n")
+        self.assertEqual(b"".join(d for s, d in logs if s == "stderr"), b"careful\n")
+        self.assertTrue(all(f["data"]["taskId"] == "j:0:0" for f in frames if f["command"] == "log"))
+        # Without streamLogs nothing is sent, and the streams are back to normal.
+        frames = self.run_task(task("j:0:1", input=["again"]))
+        self.assertEqual([f for f in frames if f["command"] == "log"], [])
+        self.assertNotIn("_Tee", type(sys.stdout).__name__)
+
     def test_exit_codes_of_missing_dependencies_permanent_failure_and_any_exit_code(self) -> None:
         from weft_shim import MissingDependencies, PermanentFailure
 

@@ -80,6 +80,32 @@ async def _await(aw: Any) -> Any:
     return await aw
 
 
+class _Tee:
+    """A text stream that also sends what is written as `log` frames (tasks started with streamLogs)."""
+
+    def __init__(self, inner: Any, stream: str, task_id: str, send: Callable[..., None]) -> None:
+        self._inner = inner
+        self._stream = stream
+        self._task_id = task_id
+        self._send = send
+
+    def write(self, text: str) -> int:
+        if text:
+            self._send(_frame("log", {"taskId": self._task_id, "stream": self._stream, "data": text.encode("utf-8")}))
+        return self._inner.write(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def _tee_output(task_id: str, send: Callable[..., None]) -> Any:
+    """Tees sys.stdout and sys.stderr for one task; returns the streams to put back."""
+    saved = (sys.stdout, sys.stderr)
+    sys.stdout = _Tee(sys.stdout, "stdout", task_id, send)
+    sys.stderr = _Tee(sys.stderr, "stderr", task_id, send)
+    return saved
+
+
 class MissingDependencies(Exception):
     """Raise from start when the inputs the task needs do not exist yet.
 
@@ -488,11 +514,15 @@ class _Shim:
 
     def _start_body(self, t: _Task) -> None:
         """start, and its result or error."""
+        tees = _tee_output(t.task_id, self.send) if t.data.get("streamLogs") is True else None
         try:
             result = self.start(t.args, Api(t, self))
         except BaseException as e:  # noqa: BLE001
             self._fail(t, e)
             return
+        finally:
+            if tees is not None:
+                sys.stdout, sys.stderr = tees
         if t.stopping:
             return
         try:
