@@ -5,5 +5,5 @@
  */
 export * from './errors.js';
 export * from './codec.js';
-export * from './blob.js';
+export * from './blob/index.js';
 export * from './logger.js';

@@ -15,6 +15,7 @@ import {
   type Task,
   type WorkerCommand,
   type WorkerEvent,
+  type Welcome,
 } from '@weft/proto';
 import { decodeFrame, encodeFrame, type AlgorithmFrame, type SidecarFrame, type WireFailure } from '../protocol.js';
 
@@ -200,15 +201,9 @@ export class Sidecar {
     const c = cmd.command;
     if (!c) return;
     switch (c.$case) {
-      case 'welcome': {
-        this.store = openBlobStore(c.value.storage);
-        this.inlineThreshold = c.value.inlineThreshold;
-        const every = Math.max(100, c.value.heartbeatIntervalMs);
-        this.heartbeat = setInterval(() => this.emit({ event: { $case: 'heartbeat', value: {} } }), every);
-        this.welcomed = true;
-        this.maybeReady();
+      case 'welcome':
+        void this.welcome(c.value);
         return;
-      }
       case 'initialize':
         if (c.value.task) this.initialize(c.value.task);
         return;
@@ -228,6 +223,21 @@ export class Sidecar {
         this.jobDone(c.value);
         return;
     }
+  }
+
+  private async welcome(w: Welcome): Promise<void> {
+    this.inlineThreshold = w.inlineThreshold;
+    const every = Math.max(100, w.heartbeatIntervalMs);
+    // Heartbeats first: opening the store may take a while (S3), and the worker is alive meanwhile.
+    this.heartbeat = setInterval(() => this.emit({ event: { $case: 'heartbeat', value: {} } }), every);
+    try {
+      this.store = await openBlobStore(w.storage, { setting: 'Welcome.storage' });
+    } catch (err) {
+      this.fail(`cannot open the blob storage "${w.storage}": ${err instanceof Error ? err.message : String(err)}`);
+      return;
+    }
+    this.welcomed = true;
+    this.maybeReady();
   }
 
   private initialize(task: Task): void {

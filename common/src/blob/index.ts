@@ -1,0 +1,3 @@
+export * from './port.js';
+export * from './fs.js';
+export * from './registry.js';
