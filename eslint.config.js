@@ -30,6 +30,8 @@ export default defineConfig(
             '*/src/*/*/*.test.ts',
             '*/*/src/*.test.ts',
             '*/*/src/*/*.test.ts',
+            '*/src/*/*.contract.ts',
+            '*/src/*/*/*.contract.ts',
           ],
           defaultProject: 'tsconfig.base.json',
           maximumDefaultProjectFileMatchCount_THIS_WILL_SLOW_DOWN_LINTING: 200,

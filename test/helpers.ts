@@ -29,6 +29,7 @@ import {
   type JobResult,
   type JobStatus,
 } from '@weft/proto';
+import { s3ServerEnv, testingOnS3 } from './s3.js';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const CLI = join(ROOT, 'control-plane', 'dist', 'cli', 'main.js');
@@ -65,8 +66,10 @@ export interface ServerProc {
 /** Starts `weft server` on free ports with its data in dataDir (reused across restarts). */
 export async function startServer(opts: { dataDir?: string; env?: Record<string, string> } = {}): Promise<ServerProc> {
   const dataDir = opts.dataDir ?? tempDir();
+  // WEFT_TEST_BLOBS=s3 runs the same tests with payloads on a real S3-compatible server.
+  const s3 = testingOnS3() && !opts.env?.['WEFT_BLOBS'] ? await s3ServerEnv(dataDir) : {};
   const proc = spawn(process.execPath, [CLI, 'server', '--port', '0', '--metrics-port', '0', '--data-dir', dataDir], {
-    env: { ...process.env, WEFT_LOG_LEVEL: 'warn', ...opts.env },
+    env: { ...process.env, WEFT_LOG_LEVEL: 'warn', ...s3, ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let err = '';

@@ -52,9 +52,13 @@ export class Bench {
     this.dir = dir;
   }
 
-  static async start(label: string): Promise<Bench> {
+  /** A control plane with its data in a new temporary directory; `blobs` is its WEFT_BLOBS (default: the data dir). */
+  static async start(label: string, where: { blobs?: string } = {}): Promise<Bench> {
     const dir = mkdtempSync(join(tmpdir(), `weft-bench-${label}-`));
-    const config = configFromEnv({});
+    const config = configFromEnv(where.blobs ? { WEFT_BLOBS: where.blobs } : {});
+    // MERGE: until app/config reads WEFT_BLOBS
+    if (where.blobs) process.env['WEFT_BLOBS'] = where.blobs;
+    else delete process.env['WEFT_BLOBS'];
     config.port = 0;
     config.metricsPort = -1;
     config.dataDir = dir;

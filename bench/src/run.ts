@@ -20,6 +20,7 @@ import {
 import { linearChain, priorityMix, type ChainResult, type PriorityMixResult } from './pipelines.js';
 import { idleWorkflows, triggerLateness, type IdleResult, type LatenessResult } from './schedules.js';
 import { closureRoundTrips, type ClosureResult } from './closures.js';
+import { handoffS3, type S3HandoffResult } from './s3.js';
 import { median } from './stats.js';
 import { BENCH_DIR, LoadMonitor, machine, sleep, type LoadReport } from './util.js';
 
@@ -32,6 +33,7 @@ const TARGET = {
   latenessP99Ms: 50,
   idleCpuPercent: 2,
   closureWarmP50Ms: 20,
+  s3HandoffRatio: 0.8,
 };
 const CHAIN_NODES = 100;
 const BATCH_ITEMS = 10_000;
@@ -51,6 +53,7 @@ interface Results {
   batchSweep?: BatchResult[];
   dispatchBurst?: DispatchBurstResult;
   handoff?: HandoffResult & { ratios: Record<string, number>; target: string; pass: Record<string, boolean> };
+  handoffS3?: S3HandoffResult & { target: string; pass: boolean };
   chain?: ChainResult & { ratioToDispatchP50: number | undefined; target: string; pass: boolean };
   priorityMix?: PriorityMixResult;
   lateness?: LatenessResult & { target: string; pass: boolean };
@@ -310,6 +313,26 @@ async function main(): Promise<void> {
   }
   out();
 
+  // 4b. The same hand-off with payloads on S3.
+  out('4b. 64 MiB binary hand-off P → C through S3 (s3rver on loopback, its own process) vs raw SDK put + get');
+  const hs = await section('handoffS3', R.errors, () => handoffS3(5));
+  if (hs) {
+    const pass = hs.ratio >= TARGET.s3HandoffRatio;
+    R.handoffS3 = { ...hs, target: `raw put+get / hand-off >= ${TARGET.s3HandoffRatio}`, pass };
+    const mibps = (ms: number): string => f(hs.sizeMiB / (ms / 1000), 0);
+    const list = (xs: number[]): string => xs.map((x) => f(x, 0)).join(', ');
+    out(`   hand-off (producer returns → consumer starts; upload, hop, download, decode), ${hs.runs} runs:`);
+    out(`     ${list(hs.handoffMs)} ms; median ${f(hs.medianHandoffMs, 0)} ms = ${mibps(hs.medianHandoffMs)} MiB/s`);
+    out(`   raw @aws-sdk/client-s3 PutObject + GetObject of the same bytes, interleaved with the runs above:`);
+    out(
+      `     put ${list(hs.rawPutMs)} ms, get ${list(hs.rawGetMs)} ms; median put+get ${f(hs.medianRawMs, 0)} ms = ${mibps(hs.medianRawMs)} MiB/s`,
+    );
+    out(
+      `   raw / hand-off = ${f(hs.ratio, 2)}   target >= ${TARGET.s3HandoffRatio}: ${verdict(pass)}   ${loadLine(hs.load)}`,
+    );
+  }
+  out();
+
   // 5. Pipeline-level overhead and mixed priorities.
   out(
     `5. A ${CHAIN_NODES}-node linear pipeline of empty tasks (each node reads the previous one's output), one warm worker`,
@@ -464,6 +487,12 @@ async function main(): Promise<void> {
     hr ? f(hr.ratios['readWriteDeleted'], 2) : 'n/a',
     '>= 0.33',
     hr?.pass['readWriteDeleted'],
+  );
+  row(
+    '64 MiB hand-off through S3: raw SDK put+get / hand-off',
+    R.handoffS3 ? f(R.handoffS3.ratio, 2) : 'n/a',
+    `>= ${TARGET.s3HandoffRatio}`,
+    R.handoffS3?.pass,
   );
   row(
     `${CHAIN_NODES}-node linear pipeline, per node`,

@@ -8,6 +8,8 @@ import { fileURLToPath } from 'node:url';
 /** bench/ (this file is bench/dist/util.js). */
 export const BENCH_DIR = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const ALGORITHMS_DIR = join(BENCH_DIR, 'algorithms');
+/** The repository root. */
+export const ROOT = join(BENCH_DIR, '..');
 
 export const MiB = 1024 * 1024;
 

@@ -104,11 +104,11 @@ export class FsBlobStore implements BlobStore {
     return join(this.root, ...key.split('/'));
   }
 
-  put(key: string, parts: readonly Uint8Array[]): Promise<number> {
+  async put(key: string, parts: readonly Uint8Array[]): Promise<number> {
     return writeFileAtomic(this.localPath(key), parts);
   }
 
-  putStream(key: string, body: Readable | AsyncIterable<Uint8Array>): Promise<number> {
+  async putStream(key: string, body: Readable | AsyncIterable<Uint8Array>): Promise<number> {
     return writeStreamAtomic(this.localPath(key), body);
   }
 
@@ -128,7 +128,11 @@ export class FsBlobStore implements BlobStore {
   }
 
   async get(key: string): Promise<Buffer> {
-    return readFile(this.localPath(key)).catch((err: unknown) => Promise.reject(missing(key, err)));
+    try {
+      return await readFile(this.localPath(key));
+    } catch (err) {
+      throw missing(key, err);
+    }
   }
 
   async getToFile(key: string, path: string): Promise<number> {

@@ -632,7 +632,11 @@ export class Dispatcher {
     // unrecorded and runs again when the control plane resumes the job.
     if (this.closing) return;
     const { policy, limit } = p.unit.retry;
-    const retryable = failure.crash
+    // A sidecar that could not move the task's payloads (StorageError) failed
+    // as infrastructure, not as the algorithm: it is retried like a crash,
+    // though the worker itself stays.
+    const infrastructure = failure.crash || failure.type === 'StorageError';
+    const retryable = infrastructure
       ? policy === 'OnCrash' || policy === 'Always'
       : policy === 'OnError' || policy === 'Always';
     this.deps.metrics.tasksTotal.inc({

@@ -6,7 +6,7 @@ import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { loadFileDescriptorSetFromBuffer } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
-import { FsBlobStore, createLogger, type Logger } from '@weft/common';
+import { createLogger, openBlobStore, type Logger } from '@weft/common';
 import {
   AlgorithmStoreService,
   BackfillsService,
@@ -208,7 +208,10 @@ export async function startControlPlane(config: ControlPlaneConfig): Promise<Con
   const store = new SqliteStateStore(join(dataDir, 'weft.db'));
   const scheduleStore = new SqliteScheduleStore(join(dataDir, 'weft.db'));
   const commandDef = commandAlgorithm(config.commandWorkers);
-  const blobs = new FsBlobStore(join(dataDir, 'blobs'));
+  const blobs = await openBlobStore(process.env['WEFT_BLOBS'] || `fs:${join(dataDir, 'blobs')}`, {
+    setting: 'WEFT_BLOBS',
+  });
+  await blobs.check();
   const metrics = new Metrics();
   const algorithms = new AlgorithmRegistry(store, join(dataDir, 'code'));
   await algorithms.load();

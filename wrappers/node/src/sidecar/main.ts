@@ -44,6 +44,8 @@ const sidecar = new Sidecar({
   algorithmPath: env['WEFT_ALGORITHM_PATH'] ?? '',
   entryPoint: env['WEFT_ALGORITHM_ENTRY'] ?? '',
   algorithmVars: JSON.parse(env['WEFT_ALGORITHM_ENV_JSON'] ?? '{}') as Record<string, string>,
+  ...(env['WEFT_CACHE_DIR'] ? { cacheDir: env['WEFT_CACHE_DIR'] } : {}),
+  ...(env['WEFT_CACHE_BYTES'] ? { maxCacheBytes: Number(env['WEFT_CACHE_BYTES']) } : {}),
   attach: values.attach,
   socketPort: values.port ? Number(values.port) : 0,
   log,

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { hostname } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { credentials, type ClientDuplexStream } from '@grpc/grpc-js';
@@ -18,6 +18,7 @@ import {
   type Welcome,
 } from '@weft/proto';
 import { decodeFrame, encodeFrame, type AlgorithmFrame, type SidecarFrame, type WireFailure } from '../protocol.js';
+import { createStager, type Stager } from './stager.js';
 
 /** Version of the worker stream protocol this sidecar speaks (Hello.protocol_version). */
 export const WORKER_PROTOCOL_VERSION = 1;
@@ -39,6 +40,13 @@ export interface SidecarOptions {
   attach: boolean;
   /** Port of the local socket; 0 picks a free one. */
   socketPort: number;
+  /**
+   * Where payloads of a remote store are staged (WEFT_CACHE_DIR); default
+   * `<tmp>/weft-cache`. This worker uses `<cacheDir>/blobs/<worker>`.
+   */
+  cacheDir?: string;
+  /** Most bytes of downloaded inputs kept between tasks (WEFT_CACHE_BYTES). @default 1 GiB */
+  maxCacheBytes?: number;
   log: Logger;
 }
 
@@ -53,12 +61,18 @@ export class Sidecar {
   private child: ChildProcess | undefined;
   private readonly wss: WebSocketServer;
   private store: BlobStore | undefined;
+  private stager: Stager | undefined;
   private inlineThreshold = 64 * 1024;
   private heartbeat: NodeJS.Timeout | undefined;
   private welcomed = false;
   private readySent = false;
-  /** The task the algorithm holds, with where its large result goes. */
-  private current: { taskId: string; outputKey: string } | undefined;
+  /**
+   * The task this worker holds, with where its large result goes. `staging`
+   * is set while its inputs are being downloaded: the algorithm has not seen
+   * the task yet, so Start waits for it and Stop is answered here.
+   */
+  private current:
+    { taskId: string; outputKey: string; staging?: Promise<boolean>; stopRequested?: boolean } | undefined;
   private ending = false;
   private resolveDone!: (code: number) => void;
   /** Resolves with the exit code when the sidecar is finished. */
@@ -207,15 +221,30 @@ export class Sidecar {
       case 'initialize':
         if (c.value.task) this.initialize(c.value.task);
         return;
-      case 'start':
-        this.toAlgorithm({ command: 'start', data: { taskId: c.value.taskId } });
+      case 'start': {
+        const taskId = c.value.taskId;
+        const staging = this.current?.taskId === taskId ? this.current.staging : undefined;
+        if (!staging) {
+          this.toAlgorithm({ command: 'start', data: { taskId } });
+          return;
+        }
+        // Start after Initialize, as the control plane sent them; never for a task whose staging failed.
+        void staging.then((ok) => ok && this.toAlgorithm({ command: 'start', data: { taskId } }));
         return;
-      case 'stop':
+      }
+      case 'stop': {
+        const cur = this.current;
+        if (cur?.taskId === c.value.taskId && cur.staging) {
+          // The algorithm never saw this task: end it here once its downloads settle.
+          cur.stopRequested = true;
+          return;
+        }
         this.toAlgorithm({
           command: 'stop',
           data: { taskId: c.value.taskId, forceStop: c.value.forceStop, reason: c.value.reason },
         });
         return;
+      }
       case 'exit':
         this.shutdown(c.value.exitCode, `asked to exit: ${c.value.reason}`);
         return;
@@ -232,6 +261,11 @@ export class Sidecar {
     this.heartbeat = setInterval(() => this.emit({ event: { $case: 'heartbeat', value: {} } }), every);
     try {
       this.store = await openBlobStore(w.storage, { setting: 'Welcome.storage' });
+      const root = this.opts.cacheDir || join(tmpdir(), 'weft-cache');
+      this.stager = await createStager(this.store, {
+        cacheDir: join(root, 'blobs', this.opts.workerId || `pid-${process.pid}`),
+        maxCacheBytes: this.opts.maxCacheBytes ?? 1024 * 1024 * 1024,
+      });
     } catch (err) {
       this.fail(`cannot open the blob storage "${w.storage}": ${err instanceof Error ? err.message : String(err)}`);
       return;
@@ -241,21 +275,59 @@ export class Sidecar {
   }
 
   private initialize(task: Task): void {
-    const store = this.store;
-    if (!store?.localPath) {
-      this.taskError(task.taskId, 'StorageError', 'the sidecar has no local view of the blob storage');
+    const stager = this.stager;
+    if (!stager) {
+      this.taskError(task.taskId, 'StorageError', 'the sidecar has no blob storage yet (no Welcome)');
       return;
     }
     let input: unknown;
-    const storage: Record<string, { path: string }> = {};
     try {
       input = task.input.byteLength > 0 ? decode(task.input) : [];
-      for (const key of task.inputKeys) storage[key] = { path: store.localPath(key) };
     } catch (err) {
       this.taskError(task.taskId, 'InputError', err instanceof Error ? err.message : String(err));
       return;
     }
-    this.current = { taskId: task.taskId, outputKey: task.outputKey };
+    if (stager.inPlace || task.inputKeys.length === 0) {
+      // Nothing to download: hand the task over in this turn, as fast as before staging existed.
+      let storage: Record<string, { path: string }>;
+      try {
+        storage = Object.fromEntries(task.inputKeys.map((k) => [k, { path: stager.localPath(k) }]));
+      } catch (err) {
+        this.taskError(task.taskId, 'InputError', err instanceof Error ? err.message : String(err));
+        return;
+      }
+      this.current = { taskId: task.taskId, outputKey: task.outputKey };
+      this.sendInitialize(task, input, storage);
+      return;
+    }
+    const cur: NonNullable<Sidecar['current']> = { taskId: task.taskId, outputKey: task.outputKey };
+    this.current = cur;
+    cur.staging = (async () => {
+      const storage: Record<string, { path: string }> = {};
+      try {
+        const paths = await Promise.all(task.inputKeys.map((key) => stager.input(key)));
+        task.inputKeys.forEach((key, i) => (storage[key] = { path: paths[i]! }));
+      } catch (err) {
+        if (this.current === cur) {
+          this.current = undefined;
+          this.taskError(task.taskId, 'StorageError', `cannot download the task's input: ${message(err)}`);
+        }
+        return false;
+      }
+      if (this.current !== cur) return false;
+      cur.staging = undefined;
+      if (cur.stopRequested) {
+        this.current = undefined;
+        this.emit({ event: { $case: 'stopped', value: { taskId: task.taskId } } });
+        this.releaseStage();
+        return false;
+      }
+      this.sendInitialize(task, input, storage);
+      return true;
+    })();
+  }
+
+  private sendInitialize(task: Task, input: unknown, storage: Record<string, { path: string }>): void {
     this.toAlgorithm({
       command: 'initialize',
       data: {
@@ -268,7 +340,7 @@ export class Sidecar {
         input: Array.isArray(input) ? input : [input],
         storage,
         output: task.outputKey
-          ? { path: store.localPath(task.outputKey), threshold: this.inlineThreshold }
+          ? { path: this.stager!.outputPath(task.outputKey), threshold: this.inlineThreshold }
           : { threshold: this.inlineThreshold },
         savePaths: task.savePaths,
         attempt: task.attempt,
@@ -346,23 +418,32 @@ export class Sidecar {
       this.toAlgorithm(this.callFailed(done.requestId, kind, `${how}: ${done.error || 'no reason given'}`));
       return;
     }
+    void this.childResults(done, kind).catch((err: unknown) =>
+      this.toAlgorithm(
+        this.callFailed(done.requestId, kind, `cannot download the child job's result: ${message(err)}`),
+      ),
+    );
+  }
+
+  private async childResults(done: JobDone, kind: 'algorithm' | 'pipeline'): Promise<void> {
     const storage: Record<string, { path: string }> = {};
-    const results = done.results.map((r) => {
+    const results = [];
+    for (const r of done.results) {
       const k = r.result?.kind;
       let value: unknown = null;
       if (k?.$case === 'inline') value = decode(k.value);
-      else if (k?.$case === 'ref' && this.store?.localPath) {
-        // Large results stay in storage; the wrapper reads them where they are.
-        storage[k.value.key] = { path: this.store.localPath(k.value.key) };
+      else if (k?.$case === 'ref' && this.stager) {
+        // Large results stay in storage; the wrapper reads them from a local file.
+        storage[k.value.key] = { path: await this.stager.input(k.value.key) };
         value = new BlobRef(k.value.key, []);
       }
-      return {
+      results.push({
         nodeName: r.nodeName,
         algorithmName: r.algorithmName,
         ...(r.batchIndex >= 0 ? { batchIndex: r.batchIndex } : {}),
         result: value,
-      };
-    });
+      });
+    }
     if (kind === 'algorithm') {
       this.toAlgorithm({
         command: 'algorithmExecutionDone',
@@ -433,14 +514,35 @@ export class Sidecar {
         return;
       case 'done': {
         const cur = this.current;
-        if (!this.owns(f.data.taskId)) return;
+        if (!cur || !this.owns(f.data.taskId)) return;
         this.current = undefined;
         const metadata: Record<string, { type: string; size: number }> = {};
         for (const [k, v] of Object.entries(f.data.metadata ?? {})) metadata[k] = { type: v.type, size: v.size };
-        const result = f.data.stored
-          ? { kind: { $case: 'ref' as const, value: { key: cur?.outputKey ?? '', size: f.data.stored.size } } }
-          : { kind: { $case: 'inline' as const, value: encode(f.data.value ?? null) } };
-        this.emit({ event: { $case: 'done', value: { taskId: f.data.taskId, result, metadata } } });
+        const taskId = f.data.taskId;
+        if (!f.data.stored) {
+          const result = { kind: { $case: 'inline' as const, value: encode(f.data.value ?? null) } };
+          this.emit({ event: { $case: 'done', value: { taskId, result, metadata } } });
+          this.releaseStage();
+          return;
+        }
+        const size = f.data.stored.size;
+        const ref = { kind: { $case: 'ref' as const, value: { key: cur.outputKey, size } } };
+        if (this.stager?.inPlace !== false) {
+          this.emit({ event: { $case: 'done', value: { taskId, result: ref, metadata } } });
+          return;
+        }
+        // The result is a local file until it is uploaded; Done only once the blob exists.
+        const stager = this.stager;
+        void stager.commitOutput(cur.outputKey).then(
+          () => {
+            this.emit({ event: { $case: 'done', value: { taskId, result: ref, metadata } } });
+            this.releaseStage();
+          },
+          (err: unknown) => {
+            this.taskError(taskId, 'StorageError', `cannot upload the task's result: ${message(err)}`);
+            void stager.discardOutput(cur.outputKey).finally(() => this.releaseStage());
+          },
+        );
         return;
       }
       case 'errorMessage': {
@@ -463,6 +565,7 @@ export class Sidecar {
             },
           },
         });
+        this.releaseStage();
         return;
       }
       case 'log':
@@ -478,8 +581,16 @@ export class Sidecar {
         if (!this.owns(f.data.taskId)) return;
         this.current = undefined;
         this.emit({ event: { $case: 'stopped', value: { taskId: f.data.taskId } } });
+        this.releaseStage();
         return;
     }
+  }
+
+  /** After a task: lets a remote store's stager evict inputs beyond its cache size. */
+  private releaseStage(): void {
+    const stager = this.stager;
+    if (!stager || stager.inPlace) return;
+    void stager.release().catch((err: unknown) => this.opts.log.warn('cache eviction failed', { err: message(err) }));
   }
 
   /**
@@ -550,9 +661,16 @@ export class Sidecar {
         resolve();
       });
     });
-    void Promise.all([streamClosed, childExited]).then(() => {
-      this.wss.close();
-      this.resolveDone(code);
-    });
+    void Promise.all([streamClosed, childExited])
+      .then(() => this.stager?.close())
+      .catch((err: unknown) => this.opts.log.warn('cannot remove the payload cache', { err: message(err) }))
+      .finally(() => {
+        this.wss.close();
+        this.resolveDone(code);
+      });
   }
+}
+
+function message(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }
