@@ -7,10 +7,9 @@ import { createHash } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openBlobStore } from '@weft/common';
 import { JobState } from '@weft/proto';
 import { FIXTURES, cleanup, clients, startServer, type ServerProc } from './helpers.js';
-import { S3_ENV, s3ServerEnv, testingOnS3 } from './s3.js';
+import { serverBlobs, testingOnS3 } from './s3.js';
 
 let server: ServerProc;
 let c: ReturnType<typeof clients>;
@@ -50,9 +49,7 @@ describe(`payloads on ${testingOnS3() ? 'S3 (s3rver)' : 'the data directory'}`, 
     ]);
 
     // The producer's result is a blob in the configured store, and only there.
-    const url = testingOnS3() ? (await s3ServerEnv(server.dataDir))['WEFT_BLOBS']! : `fs:${server.dataDir}/blobs`;
-    if (testingOnS3()) Object.assign(process.env, S3_ENV);
-    const store = await openBlobStore(url);
+    const store = await serverBlobs(server.dataDir);
     try {
       const keys: string[] = [];
       for await (const k of store.list(`jobs/${jobId}/`)) keys.push(k);

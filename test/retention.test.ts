@@ -1,8 +1,8 @@
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { JobState } from '@weft/proto';
 import { FIXTURES, cleanup, clients, startServer, tempDir, until } from './helpers.js';
+import { serverBlobs } from './s3.js';
 
 const dataDir = tempDir('weft-retention-');
 afterAll(() => cleanup(dataDir));
@@ -15,6 +15,7 @@ describe('retention', () => {
       env: { WEFT_RETAIN_INTERMEDIATE: '1s', WEFT_RETAIN_JOBS: '4s', WEFT_RETENTION_INTERVAL: '500ms' },
     });
     const c = clients(server.address);
+    const blobs = await serverBlobs(server.dataDir);
     try {
       await c.applyFile(join(FIXTURES, 'algorithms.yaml'));
       // A stores a 200 KiB blob (intermediate); B's result is small (kept until the job goes).
@@ -26,9 +27,9 @@ describe('retention', () => {
         ],
       });
       expect((await c.wait(jobId)).state).toBe(JobState.JOB_STATE_COMPLETED);
-      const intermediate = join(dataDir, 'blobs', 'jobs', jobId, '0', '0');
-      expect(existsSync(intermediate)).toBe(true);
-      await until(() => !existsSync(intermediate), 10_000, 'the intermediate blob to be deleted');
+      const intermediate = `jobs/${jobId}/0/0`;
+      expect(await blobs.has(intermediate)).toBe(true);
+      await until(async () => !(await blobs.has(intermediate)), 10_000, 'the intermediate blob to be deleted');
       expect(await c.values(jobId)).toEqual([200 * 1024]);
       await until(
         () =>
@@ -39,9 +40,12 @@ describe('retention', () => {
         15_000,
         'the job to be forgotten',
       );
-      expect(existsSync(join(dataDir, 'blobs', 'jobs', jobId))).toBe(false);
+      const left: string[] = [];
+      for await (const k of blobs.list(`jobs/${jobId}/`)) left.push(k);
+      expect(left).toEqual([]);
     } finally {
       c.close();
+      await blobs.close();
       await server.stop();
     }
   });

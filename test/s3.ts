@@ -17,6 +17,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll } from 'vitest';
+import { openBlobStore, type BlobStore } from '@weft/common';
 
 const LAUNCHER = join(dirname(fileURLToPath(import.meta.url)), 'fixtures', 's3', 's3rver.mjs');
 
@@ -119,4 +120,14 @@ export async function s3ServerEnv(dataDir: string): Promise<Record<string, strin
   const s3 = await sharedS3();
   const prefix = `t-${createHash('sha256').update(dataDir).digest('hex').slice(0, 12)}`;
   return { ...s3.env, WEFT_BLOBS: s3.url(prefix) };
+}
+
+/**
+ * The blob store a control plane started by `startServer` with this data
+ * directory uses: its data directory's, or its prefix on the shared s3rver.
+ */
+export async function serverBlobs(dataDir: string): Promise<BlobStore> {
+  if (!testingOnS3()) return openBlobStore(`fs:${join(dataDir, 'blobs')}`);
+  Object.assign(process.env, S3_ENV);
+  return openBlobStore((await s3ServerEnv(dataDir))['WEFT_BLOBS']!);
 }
