@@ -20,8 +20,8 @@ afterAll(async () => {
   await s3?.stop();
 });
 
-/** The store under test, at part size 5 MiB so the contract's 12 MiB blob is a multipart upload. */
-function store(url = `${s3.url('contract')}&part_size_mib=5`): Promise<S3BlobStore> {
+/** The store under test, with 5 MiB parts from 5 MiB on, so the contract's 12 MiB blobs are multipart uploads. */
+function store(url = `${s3.url('contract')}&part_size_mib=5&multipart_threshold_mib=5`): Promise<S3BlobStore> {
   return openBlobStore(url) as Promise<S3BlobStore>;
 }
 

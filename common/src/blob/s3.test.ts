@@ -21,6 +21,7 @@ describe('parseS3Url', () => {
       checksums: 'when_required',
       partSize: 16 * 1024 * 1024,
       queueSize: 2,
+      multipartThreshold: 256 * 1024 * 1024,
     });
   });
 
@@ -53,6 +54,9 @@ describe('parseS3Url', () => {
     expect(() => parseS3Url(url('s3://bkt/x?path_style=maybe'), {})).toThrow('WEFT_BLOBS path_style');
     expect(() => parseS3Url(url('s3://bkt/x?regoin=eu'), {})).toThrow('unknown parameter "regoin"');
     expect(() => parseS3Url(url('s3://bkt/x?queue_size=0'), {})).toThrow('WEFT_BLOBS queue_size');
+    expect(() => parseS3Url(url('s3://bkt/x?multipart_threshold_mib=x'), {})).toThrow(
+      'WEFT_BLOBS multipart_threshold_mib',
+    );
   });
 });
 

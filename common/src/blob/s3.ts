@@ -36,6 +36,14 @@ export interface S3Settings {
   checksums: 'when_supported' | 'when_required';
   /** Multipart part size: memory of one upload is at most partSize × queueSize. */
   partSize: number;
+  /**
+   * Blobs of known size up to this many bytes go in one streamed PutObject;
+   * larger ones, and streams of unknown length, as multipart uploads. One PUT
+   * needs no buffering and no server-side assembly of parts (which on some
+   * S3-compatible servers costs a second copy); parts give parallelism and
+   * per-part retries for big objects.
+   */
+  multipartThreshold: number;
   /** Parts uploaded at once. */
   queueSize: number;
 }
@@ -69,7 +77,15 @@ export function parseS3Url(url: URL, env: NodeJS.ProcessEnv = process.env): S3Se
     throw invalid('WEFT_BLOBS', 'credentials do not belong in the URL: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY');
   }
   const q = url.searchParams;
-  const known = new Set(['endpoint', 'region', 'path_style', 'checksums', 'part_size_mib', 'queue_size']);
+  const known = new Set([
+    'endpoint',
+    'region',
+    'path_style',
+    'checksums',
+    'part_size_mib',
+    'queue_size',
+    'multipart_threshold_mib',
+  ]);
   for (const k of q.keys()) {
     if (!known.has(k)) throw invalid('WEFT_BLOBS', `unknown parameter "${k}" (known: ${[...known].join(', ')})`);
   }
@@ -103,6 +119,10 @@ export function parseS3Url(url: URL, env: NodeJS.ProcessEnv = process.env): S3Se
     // S3 refuses parts under 5 MiB (except the last).
     partSize: q.has('part_size_mib') ? mib(q.get('part_size_mib')!, 'part_size_mib', 5) : 8 * MiB,
     queueSize,
+    // S3 takes at most 5 GiB in one PUT.
+    multipartThreshold: q.has('multipart_threshold_mib')
+      ? Math.min(5 * 1024 * MiB, mib(q.get('multipart_threshold_mib')!, 'multipart_threshold_mib', 5))
+      : 256 * MiB,
   };
 }
 
@@ -115,6 +135,7 @@ export function formatS3Url(s: S3Settings): string {
   q.set('checksums', s.checksums);
   q.set('part_size_mib', String(s.partSize / MiB));
   q.set('queue_size', String(s.queueSize));
+  q.set('multipart_threshold_mib', String(s.multipartThreshold / MiB));
   return `s3://${s.bucket}/${s.prefix}?${q.toString()}`;
 }
 
@@ -199,11 +220,14 @@ export class S3BlobStore implements BlobStore {
 
   async put(key: string, parts: readonly Uint8Array[]): Promise<number> {
     const size = parts.reduce((n, p) => n + p.byteLength, 0);
-    if (size > this.settings.partSize) return this.putStream(key, Readable.from(parts));
+    if (size > this.settings.multipartThreshold) return this.putStream(key, Readable.from(parts));
     const k = this.key(key);
-    const body = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+    // Small blobs as one buffer; larger ones streamed from their parts, without a copy.
+    const body = size <= MiB ? Buffer.concat(parts) : Readable.from(parts);
     try {
-      await this.client.send(new PutObjectCommand({ Bucket: this.settings.bucket, Key: k, Body: body }));
+      await this.client.send(
+        new PutObjectCommand({ Bucket: this.settings.bucket, Key: k, Body: body, ContentLength: size }),
+      );
     } catch (err) {
       throw this.fail('put', key, err);
     }
@@ -239,7 +263,9 @@ export class S3BlobStore implements BlobStore {
 
   async putFile(key: string, path: string): Promise<number> {
     const { size } = await stat(path);
-    if (size > this.settings.partSize) return this.putStream(key, createReadStream(path, { highWaterMark: MiB }));
+    if (size > this.settings.multipartThreshold) {
+      return this.putStream(key, createReadStream(path, { highWaterMark: MiB }));
+    }
     const k = this.key(key);
     try {
       await this.client.send(
