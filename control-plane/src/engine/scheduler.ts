@@ -34,6 +34,7 @@ import {
   type WorkflowSpec,
 } from '../domain/workflow.js';
 import type { Dispatcher, Outcome, WorkUnit } from '../dispatch/dispatcher.js';
+import type { AlgorithmDef } from '../ports/executor.js';
 import { PriorityQueue, type Queued } from '../dispatch/queue.js';
 import type {
   BackfillRecord,
@@ -43,7 +44,7 @@ import type {
   ResourceRecord,
   ScheduleStore,
   WorkflowRecord,
-} from '../store/schedule-port.js';
+} from '../ports/schedule-store.js';
 import type { JobEngine } from './jobs.js';
 
 /** The built-in algorithm that runs a workflow's `command`. */
@@ -111,6 +112,27 @@ interface HeapEntry extends Queued {
   at: number;
   id: string;
   gen: number;
+}
+
+/**
+ * A docker_image workflow as the executor sees it: an algorithm with an image
+ * and no code, so the executor's admits() decides whether it can run here.
+ */
+function imageOnly(image: string): AlgorithmDef {
+  return {
+    name: 'docker_image',
+    env: 'nodejs',
+    codePath: '',
+    codeStage: '',
+    entryPoint: '',
+    image,
+    cpu: 0,
+    memBytes: 0,
+    gpu: 0,
+    minHotWorkers: 0,
+    maxWorkers: 0,
+    env_vars: {},
+  };
 }
 
 const key = (workflowId: string, parameter: string): string => `${workflowId}\u0000${parameter}`;
@@ -523,9 +545,12 @@ export class Scheduler {
     const spec = wf.spec;
     const r = a.rec;
     if (spec.runnable === 'image') {
+      // The executor says why it cannot run an image; the scheduler has no image launch path yet either.
+      const refused =
+        this.deps.dispatcher.admits(imageOnly(spec.dockerImage ?? '')) ?? 'cannot run yet: no image launch path';
       await this.halt(
         a,
-        'docker_image workflows need the Kubernetes backend; on the embedded default give the workflow a command, algorithm or pipeline',
+        `docker_image ${spec.dockerImage ?? ''} ${refused}; give the workflow a command, algorithm or pipeline instead`,
       );
       return;
     }

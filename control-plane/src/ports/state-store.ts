@@ -1,7 +1,31 @@
 /**
- * The state store port. Everything a running job needs to survive a restart
- * lives behind this interface. The methods are async so a networked backend
- * (PostgreSQL) can implement it; the SQLite adapter answers synchronously.
+ * The state store port: everything a running job needs to survive a restart
+ * (algorithms, pipelines, jobs and their task outcomes). Async so a networked
+ * backend (PostgreSQL) can implement it; the SQLite adapter answers
+ * synchronously.
+ *
+ * Contract (what the job engine relies on; `contracts/state-store.contract.ts`
+ * checks it against every adapter):
+ * - **A resolved write is committed.** When a write's promise resolves, the
+ *   change survives a killed control plane and a reopen of the store. (An
+ *   adapter may trade the last commits for speed on power loss, as SQLite's
+ *   synchronous=NORMAL does: task records are then simply missing and the
+ *   tasks run again, which "at-least-once execution" tolerates.)
+ * - **Reads see every resolved write** of this store (read-your-writes in the
+ *   process); list order is stated per method.
+ * - **recordTask: the first record wins.** One outcome per (job, node, batch
+ *   index). The first call inserts and resolves true; any later call for the
+ *   same key changes nothing and resolves false, whatever it carries. This is
+ *   what makes recording exactly-once over at-least-once execution: a task
+ *   that ran twice (a lost worker, a restart) is recorded once.
+ * - recordTask may batch: the SQLite adapter commits all records of one
+ *   event-loop turn in one transaction and resolves each call only after that
+ *   commit, so awaiting recordTask still means "committed". A bad row fails
+ *   only its own call.
+ * - deleteJob, dropTaskResult and close apply every recordTask called before
+ *   them first (no record is lost or resurrected around retention).
+ * - putAlgorithm/putPipeline are upserts: `created` is kept, `modified` moves.
+ * - close() releases the store; no call may follow it.
  */
 
 /** Job states, as stored. */
@@ -85,14 +109,17 @@ export interface JobFilter {
   endedBefore?: Date;
 }
 
+/** See the contract in this module's header. */
 export interface StateStore {
   putAlgorithm(name: string, spec: Record<string, unknown>): Promise<AlgorithmRecord>;
   getAlgorithm(name: string): Promise<AlgorithmRecord | undefined>;
+  /** By name. */
   listAlgorithms(): Promise<AlgorithmRecord[]>;
   deleteAlgorithm(name: string): Promise<boolean>;
 
   putPipeline(name: string, descriptor: Record<string, unknown>): Promise<PipelineRecord>;
   getPipeline(name: string): Promise<PipelineRecord | undefined>;
+  /** By name. */
   listPipelines(): Promise<PipelineRecord[]>;
   deletePipeline(name: string): Promise<boolean>;
 
@@ -102,10 +129,12 @@ export interface StateStore {
     patch: Partial<Pick<JobRecord, 'state' | 'error' | 'started' | 'ended' | 'nodes'>>,
   ): Promise<void>;
   getJob(jobId: string): Promise<JobRecord | undefined>;
+  /** Newest first (by created); every filter field narrows the result. */
   listJobs(filter: JobFilter): Promise<JobRecord[]>;
 
   /** Records a task outcome. Returns false when that task was already recorded (the first record wins). */
   recordTask(task: TaskRecord): Promise<boolean>;
+  /** By node name, then batch index. */
   listTasks(jobId: string): Promise<TaskRecord[]>;
   /** Forgets a job and its task records (retention). */
   deleteJob(jobId: string): Promise<void>;

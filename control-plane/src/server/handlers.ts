@@ -1,6 +1,5 @@
 import type {
   sendUnaryData,
-  ServerDuplexStream,
   ServerUnaryCall,
   ServerWritableStream,
   UntypedServiceImplementation,
@@ -18,15 +17,12 @@ import {
   type JobsServer,
   type PipelineStoreServer,
   type StoredPipeline,
-  type WorkerCommand,
-  type WorkerEvent,
-  type WorkersServer,
 } from '@weft/proto';
 import type { Dispatcher } from '../dispatch/dispatcher.js';
 import type { Descriptor } from '../domain/pipeline.js';
 import type { AlgorithmRegistry } from '../engine/algorithms.js';
 import type { JobEngine } from '../engine/jobs.js';
-import type { JobFilter, JobState, PipelineRecord, StateStore } from '../store/port.js';
+import type { JobFilter, JobState, PipelineRecord, StateStore } from '../ports/state-store.js';
 import type { Triggers } from '../engine/triggers.js';
 import type { BlobStore } from '@weft/common';
 
@@ -268,8 +264,3 @@ export function jobs(d: HandlerDeps): JobsServer & UntypedServiceImplementation 
   };
 }
 
-export function workers(d: HandlerDeps): WorkersServer & UntypedServiceImplementation {
-  return {
-    connect: (call: ServerDuplexStream<WorkerEvent, WorkerCommand>): void => d.dispatcher.attach(call),
-  };
-}

@@ -1,6 +1,6 @@
 import type Database from 'better-sqlite3';
-import type { InstanceState } from '../domain/schedule.js';
-import type { TriggerType } from '../domain/workflow.js';
+import type { InstanceState } from '../../domain/schedule.js';
+import type { TriggerType } from '../../domain/workflow.js';
 import type {
   BackfillRecord,
   ExecutionRecord,
@@ -10,8 +10,8 @@ import type {
   ScheduleStore,
   TriggerResult,
   WorkflowRecord,
-} from './schedule-port.js';
-import { openSqlite } from './sqlite.js';
+} from '../../ports/schedule-store.js';
+import { openSqlite } from './state-store.js';
 
 // Same conventions as the job store: portable SQL, times as epoch ms.
 const SCHEMA = `

@@ -2,8 +2,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { JobRecord, TaskRecord } from './port.js';
-import { SqliteStateStore } from './sqlite.js';
+import type { JobRecord, TaskRecord } from '../../ports/state-store.js';
+import { SqliteStateStore } from './state-store.js';
 
 let dir: string;
 let store: SqliteStateStore;

@@ -9,7 +9,7 @@ import type {
   PipelineRecord,
   StateStore,
   TaskRecord,
-} from './port.js';
+} from '../../ports/state-store.js';
 
 // Portable SQL on purpose (TEXT/INTEGER/BLOB, ON CONFLICT DO NOTHING, times as
 // epoch milliseconds) so the PostgreSQL adapter can reuse the schema.
