@@ -249,6 +249,10 @@ function fromExecutionRow(r: ExecutionRow): ExecutionRecord {
 }
 
 /**
+ * Keeps the contract of ports/schedule-store.ts: updateWorkflow,
+ * updateInstance and putExecution are write-behind (see `pending`), every
+ * other write commits before it resolves.
+ *
  * Schedule state in the same SQLite file as the jobs, on its own connection
  * (WAL lets both work; better-sqlite3 runs each transaction to completion
  * synchronously, so they never contend within the process).
@@ -513,14 +517,17 @@ export class SqliteScheduleStore implements ScheduleStore {
   }
 
   getResource(id: string): Promise<ResourceRecord | undefined> {
+    this.flush();
     return Promise.resolve(this.s.getResource.get(id) as ResourceRecord | undefined);
   }
 
   listResources(): Promise<ResourceRecord[]> {
+    this.flush();
     return Promise.resolve(this.s.listResources.all() as ResourceRecord[]);
   }
 
   deleteResource(id: string): Promise<boolean> {
+    this.flush();
     return Promise.resolve(this.s.deleteResource.run(id).changes > 0);
   }
 
