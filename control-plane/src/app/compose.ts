@@ -100,7 +100,8 @@ export function executorFactory(
   if (name === 'local') {
     return () => new LocalExecutor({ logDir: join(opts.dataDir, 'logs'), log: opts.log, ...opts.capacity });
   }
-  if (name === 'kubernetes') throw badSetting(`WEFT_EXECUTOR: the Kubernetes executor is not available yet; ${accepted}`);
+  if (name === 'kubernetes')
+    throw badSetting(`WEFT_EXECUTOR: the Kubernetes executor is not available yet; ${accepted}`);
   throw badSetting(`WEFT_EXECUTOR: "${name}" is not an executor; ${accepted}`);
 }
 

@@ -149,7 +149,10 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ControlPlan
 }
 
 /** The adapter URLs with their defaults filled in from dataDir (an absolute path). */
-export function adapterUrls(config: ControlPlaneConfig, dataDir: string): { blobs: string; state: string; executor: string } {
+export function adapterUrls(
+  config: ControlPlaneConfig,
+  dataDir: string,
+): { blobs: string; state: string; executor: string } {
   return {
     blobs: config.blobs ?? `fs:${dataDir}/blobs`,
     state: config.state ?? `sqlite:${dataDir}/weft.db`,

@@ -374,7 +374,10 @@ export const TREE: readonly (GroupSpec | CommandSpec)[] = [
       ['data-dir', 'Database, blobs, logs and unpacked code (env WEFT_DATA_DIR, default .weft)'],
       ['metrics-port', 'Port of /metrics; -1 turns it off (env WEFT_METRICS_PORT, default 9464)'],
       ['register', 'Apply DIR/*/algorithms.yaml at start, e.g. examples (env WEFT_REGISTER)'],
-      ['blobs', 'Blob store: fs:DIR or s3://bucket/prefix?endpoint=..&region=.. (env WEFT_BLOBS, default fs:DATA_DIR/blobs)'],
+      [
+        'blobs',
+        'Blob store: fs:DIR or s3://bucket/prefix?endpoint=..&region=.. (env WEFT_BLOBS, default fs:DATA_DIR/blobs)',
+      ],
       ['state', 'State store: sqlite:FILE (env WEFT_STATE, default sqlite:DATA_DIR/weft.db)'],
       ['executor', 'Where workers run: local (env WEFT_EXECUTOR, default local)'],
     ],

@@ -139,7 +139,9 @@ const ev = (e: WorkerEvent['event']): WorkerEvent => ({ event: e });
 function connect(d: Dispatcher, workerId: string): FakeWorkerLink {
   const link = new FakeWorkerLink();
   d.attach(link);
-  link.emit(ev({ $case: 'hello', value: { workerId, algorithmName: 'alg', protocolVersion: 1, pid: 0, hostname: 'h' } }));
+  link.emit(
+    ev({ $case: 'hello', value: { workerId, algorithmName: 'alg', protocolVersion: 1, pid: 0, hostname: 'h' } }),
+  );
   link.emit(ev({ $case: 'ready', value: {} }));
   return link;
 }
@@ -167,7 +169,10 @@ describe('Dispatcher with a fake executor, link and clock', () => {
     const { d, ex } = setup();
     ex.refuse = 'needs a GPU island';
     const o = await submit(d, unit());
-    expect(o).toMatchObject({ status: 'failed', failure: { type: 'Unschedulable', message: 'algorithm "alg" needs a GPU island' } });
+    expect(o).toMatchObject({
+      status: 'failed',
+      failure: { type: 'Unschedulable', message: 'algorithm "alg" needs a GPU island' },
+    });
     expect(d.admits(ALG)).toBe('needs a GPU island');
     expect(ex.launches).toHaveLength(0);
     await d.shutdown(0);
@@ -207,7 +212,12 @@ describe('Dispatcher with a fake executor, link and clock', () => {
     expect(second.commands()).toEqual(['welcome', 'initialize', 'start']);
     const init = second.sent[1]!.command;
     expect(init?.$case === 'initialize' && init.value.task?.attempt).toBe(2);
-    second.emit(ev({ $case: 'done', value: { taskId: 't1', result: { kind: { $case: 'inline', value: Buffer.from([1]) } }, metadata: {} } }));
+    second.emit(
+      ev({
+        $case: 'done',
+        value: { taskId: 't1', result: { kind: { $case: 'inline', value: Buffer.from([1]) } }, metadata: {} },
+      }),
+    );
     expect(await outcome).toMatchObject({ status: 'succeeded', attempts: 2 });
     await d.shutdown(0);
   });

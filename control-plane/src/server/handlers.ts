@@ -1,9 +1,4 @@
-import type {
-  sendUnaryData,
-  ServerUnaryCall,
-  ServerWritableStream,
-  UntypedServiceImplementation,
-} from '@grpc/grpc-js';
+import type { sendUnaryData, ServerUnaryCall, ServerWritableStream, UntypedServiceImplementation } from '@grpc/grpc-js';
 import { Status, decode, invalid, notFound, toServiceError, type Logger } from '@weft/common';
 import {
   Algorithm,
@@ -263,4 +258,3 @@ export function jobs(d: HandlerDeps): JobsServer & UntypedServiceImplementation 
     },
   };
 }
-

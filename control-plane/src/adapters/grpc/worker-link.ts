@@ -61,9 +61,7 @@ export class GrpcWorkerLink implements WorkerLink {
 }
 
 /** The Workers service: each Connect stream becomes a link handed to `attach` (the dispatcher's). */
-export function workersService(
-  attach: (link: WorkerLink) => void,
-): WorkersServer & UntypedServiceImplementation {
+export function workersService(attach: (link: WorkerLink) => void): WorkersServer & UntypedServiceImplementation {
   return {
     connect: (call: ServerDuplexStream<WorkerEvent, WorkerCommand>): void => attach(new GrpcWorkerLink(call)),
   };

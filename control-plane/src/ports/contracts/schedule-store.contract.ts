@@ -135,7 +135,10 @@ export function scheduleStoreContract(name: string, factory: () => Promise<Store
 
     it('trigger is idempotent per (workflow, parameter): an active instance is kept, the cursor still moves', async () => {
       await store.putWorkflow(workflow('w'));
-      await store.trigger(instance('w', 10, { triggerId: 'first' }), { replaceFinal: false, nextSlot: new Date(11 * HOUR) });
+      await store.trigger(instance('w', 10, { triggerId: 'first' }), {
+        replaceFinal: false,
+        nextSlot: new Date(11 * HOUR),
+      });
       const again = await store.trigger(instance('w', 10, { triggerId: 'second', state: 'new' }), {
         replaceFinal: true,
         nextSlot: new Date(12 * HOUR),
@@ -162,12 +165,15 @@ export function scheduleStoreContract(name: string, factory: () => Promise<Store
       await store.putWorkflow(workflow('w'));
       await store.putBackfill(backfill('bf'));
       const inst = instance('w', 3, { triggerId: 'bf', triggerType: 'backfill', triggerEnv: { A: '1' } });
-      expect(await store.trigger(inst, { replaceFinal: true, backfill: { id: 'bf', nextIndex: 1, allTriggered: false } })).toBe(
-        'created',
-      );
-      expect(await store.trigger(instance('w', 4, { triggerId: 'bf' }), { replaceFinal: true, backfill: { id: 'bf', nextIndex: 2, allTriggered: true } })).toBe(
-        'created',
-      );
+      expect(
+        await store.trigger(inst, { replaceFinal: true, backfill: { id: 'bf', nextIndex: 1, allTriggered: false } }),
+      ).toBe('created');
+      expect(
+        await store.trigger(instance('w', 4, { triggerId: 'bf' }), {
+          replaceFinal: true,
+          backfill: { id: 'bf', nextIndex: 2, allTriggered: true },
+        }),
+      ).toBe('created');
       const b = await store.getBackfill('bf');
       expect(b).toMatchObject({ nextIndex: 2, allTriggered: true });
       expect((await store.getInstance('w', 'p3'))?.triggerEnv).toEqual({ A: '1' });
@@ -255,7 +261,14 @@ export function scheduleStoreContract(name: string, factory: () => Promise<Store
       await store.putExecution(execution('e1', { try: 1, started: new Date(100) }));
       await store.putExecution(execution('other', { parameter: 'p2' }));
       await store.putExecution(
-        execution('e1', { try: 1, started: new Date(100), ended: new Date(150), exitCode: 1, error: 'bad', log: 'job:j' }),
+        execution('e1', {
+          try: 1,
+          started: new Date(100),
+          ended: new Date(150),
+          exitCode: 1,
+          error: 'bad',
+          log: 'job:j',
+        }),
       );
       const list = await store.listExecutions('w', 'p1');
       expect(list.map((e) => e.executionId)).toEqual(['e1', 'e2', 'e3']);
@@ -270,10 +283,19 @@ export function scheduleStoreContract(name: string, factory: () => Promise<Store
       await store.putBackfill(backfill('b2', { created: new Date(10) }));
       await store.putBackfill(backfill('b1', { created: new Date(10) }));
       await store.putBackfill(backfill('b0', { created: new Date(20), reverse: true }));
-      await store.putBackfill(backfill('b2', { created: new Date(10), halted: true, concurrency: 5, description: 'x', nextIndex: 4 }));
+      await store.putBackfill(
+        backfill('b2', { created: new Date(10), halted: true, concurrency: 5, description: 'x', nextIndex: 4 }),
+      );
       expect((await store.listBackfills()).map((b) => b.id)).toEqual(['b1', 'b2', 'b0']);
       const b2 = await store.getBackfill('b2');
-      expect(b2).toMatchObject({ halted: true, concurrency: 5, description: 'x', nextIndex: 4, env: { A: '1' }, reverse: false });
+      expect(b2).toMatchObject({
+        halted: true,
+        concurrency: 5,
+        description: 'x',
+        nextIndex: 4,
+        env: { A: '1' },
+        reverse: false,
+      });
       expect(b2?.end.getTime()).toBe(10 * HOUR);
       expect((await store.getBackfill('b0'))?.reverse).toBe(true);
       expect(await store.getBackfill('nope')).toBeUndefined();

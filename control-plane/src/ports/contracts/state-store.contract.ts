@@ -136,7 +136,9 @@ export function stateStoreContract(name: string, factory: () => Promise<StoreFix
 
     it('lists jobs newest first, each filter narrowing the result', async () => {
       await store.createJob(job('a', { tags: ['nightly', 'x'], created: new Date(1000) }));
-      await store.createJob(job('b', { tags: ['weekly'], created: new Date(5000), parentJobId: 'a', pipelineName: 'q' }));
+      await store.createJob(
+        job('b', { tags: ['weekly'], created: new Date(5000), parentJobId: 'a', pipelineName: 'q' }),
+      );
       await store.createJob(job('c', { tags: ['50%_off'], created: new Date(3000) }));
       await store.updateJob('a', { state: 'completed', ended: new Date(2000) });
       await store.updateJob('c', { state: 'active' });
@@ -172,7 +174,9 @@ export function stateStoreContract(name: string, factory: () => Promise<StoreFix
       expect(await store.recordTask(task(0, { jobId: 'j2' }))).toBe(true);
       expect(await store.recordTask(task(0, { nodeName: 'B' }))).toBe(true);
       const tasks = await store.listTasks('j1');
-      expect(tasks.map((t) => [t.nodeName, t.batchIndex, t.taskId, t.state, t.attempts, [...(t.resultInline ?? [])]])).toEqual([
+      expect(
+        tasks.map((t) => [t.nodeName, t.batchIndex, t.taskId, t.state, t.attempts, [...(t.resultInline ?? [])]]),
+      ).toEqual([
         ['A', 0, 'j1:0:0', 'succeeded', 1, [0]],
         ['A', 1, 'j1:0:1', 'succeeded', 1, [1]],
         ['B', 0, 'j1:0:0', 'succeeded', 1, [0]],
@@ -202,7 +206,11 @@ export function stateStoreContract(name: string, factory: () => Promise<StoreFix
       );
       const tasks = await store.listTasks('j1');
       expect(tasks.map((t) => `${t.nodeName}#${t.batchIndex}`)).toEqual(['A#-1', 'B#2', 'B#10', 'C#-1']);
-      expect(tasks[0]).toMatchObject({ resultKey: 'jobs/j1/0/0', resultSize: 5, meta: { '': { type: 'array', size: 3 } } });
+      expect(tasks[0]).toMatchObject({
+        resultKey: 'jobs/j1/0/0',
+        resultSize: 5,
+        meta: { '': { type: 'array', size: 3 } },
+      });
       expect(tasks[0]!.resultInline).toBeUndefined();
       expect(tasks[3]!.error).toEqual({ type: 'TypeError', message: 'x', stack: 's', crash: true, exitCode: 3 });
       expect(tasks[3]!.started).toBeUndefined();
@@ -213,7 +221,10 @@ export function stateStoreContract(name: string, factory: () => Promise<StoreFix
     it('applies records made before a retention call: dropTaskResult and deleteJob never miss or resurrect one', async () => {
       await store.createJob(job('j1'));
       // Not awaited on purpose: the drop must see the records called before it.
-      const recorded = [store.recordTask(task(0, { resultInline: undefined, resultKey: 'jobs/j1/0/0' })), store.recordTask(task(0, { nodeName: 'B' }))];
+      const recorded = [
+        store.recordTask(task(0, { resultInline: undefined, resultKey: 'jobs/j1/0/0' })),
+        store.recordTask(task(0, { nodeName: 'B' })),
+      ];
       await store.dropTaskResult('j1', 'A');
       expect(await Promise.all(recorded)).toEqual([true, true]);
       const [a, b] = await store.listTasks('j1');
