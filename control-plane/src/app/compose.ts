@@ -81,7 +81,7 @@ const STATE_STORES: Record<string, StateOpener> = {
 export function stateOpener(url: string): () => { store: StateStore; scheduleStore: ScheduleStore } {
   const accepted = 'accepted: sqlite:FILE (postgres:// is not available yet)';
   if (/^postgres(ql)?:\/\//.test(url)) {
-    throw badSetting(`WEFT_STATE: the PostgreSQL state store is not available yet; ${accepted}`);
+    throw badSetting(`WEFT_STATE: the PostgreSQL state store is not available yet; accepted: sqlite:FILE`);
   }
   const m = /^([a-z][a-z0-9+.-]*):(.*)$/.exec(url);
   const open = m ? STATE_STORES[m[1]!] : undefined;
@@ -101,7 +101,7 @@ export function executorFactory(
     return () => new LocalExecutor({ logDir: join(opts.dataDir, 'logs'), log: opts.log, ...opts.capacity });
   }
   if (name === 'kubernetes')
-    throw badSetting(`WEFT_EXECUTOR: the Kubernetes executor is not available yet; ${accepted}`);
+    throw badSetting('WEFT_EXECUTOR: the Kubernetes executor is not available yet; accepted: local');
   throw badSetting(`WEFT_EXECUTOR: "${name}" is not an executor; ${accepted}`);
 }
 
@@ -116,11 +116,19 @@ export async function openAdapters(config: ControlPlaneConfig, dataDir: string, 
   const openState = stateOpener(urls.state);
   const newExecutor = executorFactory(urls.executor, { dataDir, log, capacity: config.capacity });
   const blobs = await openBlobStore(urls.blobs, { setting: 'WEFT_BLOBS' });
+  let state: ReturnType<typeof openState> | undefined;
   try {
     await blobs.check();
-    const { store, scheduleStore } = openState();
-    return { store, scheduleStore, blobs, executor: newExecutor() };
+    try {
+      state = openState();
+    } catch (err) {
+      throw badSetting(`WEFT_STATE: cannot open ${urls.state}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    return { ...state, blobs, executor: newExecutor() };
   } catch (err) {
+    // Leave nothing open behind a refused start.
+    await state?.store.close().catch(() => undefined);
+    await state?.scheduleStore.close().catch(() => undefined);
     await blobs.close().catch(() => undefined);
     throw err;
   }

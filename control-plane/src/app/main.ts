@@ -129,8 +129,9 @@ export async function startControlPlane(config: ControlPlaneConfig): Promise<Con
       log.info('control plane stopped');
     })());
 
+  // A refused setting fails here, before anything is open or logged: one line for the user.
+  parts.adapters = await openAdapters(config, dataDir, log);
   try {
-    parts.adapters = await openAdapters(config, dataDir, log);
     const c = (parts.c = await compose(parts.adapters, config, dataDir, log));
     const port = await new Promise<number>((res, rej) =>
       c.server.bindAsync(`${config.host}:${config.port}`, ServerCredentials.createInsecure(), (err, p) =>
