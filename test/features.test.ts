@@ -238,7 +238,8 @@ describe('job control', () => {
   });
 
   it('pauses and resumes a job', async () => {
-    const jobId = await c.exec({ name: 'p', nodes: [node('S', 'stamp', ['#[1,2,3,4,5,6]', 100])] });
+    // 500 ms a task: the pause (a CLI process starting) must arrive before the six are done.
+    const jobId = await c.exec({ name: 'p', nodes: [node('S', 'stamp', ['#[1,2,3,4,5,6]', 500])] });
     await until(async () => ((await c.status({ jobId })).nodes[0]?.succeeded ?? 0) >= 1, 20_000, 'a first task');
     expect((await weft(['exec', 'pause', jobId], env())).code).toBe(0);
     const paused = await c.status({ jobId });

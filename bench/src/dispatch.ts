@@ -75,6 +75,7 @@ class Harness {
       metrics: new Metrics(),
       log,
     });
+    dispatcher.start();
     const server = new Server({
       'grpc.max_receive_message_length': 256 * MiB,
       'grpc.max_send_message_length': 256 * MiB,

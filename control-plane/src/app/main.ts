@@ -139,6 +139,7 @@ export async function startControlPlane(config: ControlPlaneConfig): Promise<Con
       ),
     );
     c.setListening(config.host, port);
+    c.dispatcher.start();
     let metricsPort: number | undefined;
     if (config.metricsPort >= 0) {
       const m = await serveMetrics(c, config.host, config.metricsPort);

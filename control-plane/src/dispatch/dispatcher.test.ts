@@ -126,6 +126,7 @@ function setup(): { d: Dispatcher; ex: FakeExecutor; clock: ManualClock } {
     metrics: new Metrics(),
     log,
   });
+  d.start();
   return { d, ex, clock };
 }
 
@@ -147,6 +148,15 @@ function connect(d: Dispatcher, workerId: string): FakeWorkerLink {
 }
 
 describe('Dispatcher with a fake executor, link and clock', () => {
+  it('starts once: a second start, or a start after shutdown, is refused', async () => {
+    const { d } = setup();
+    expect(() => d.start()).toThrow('called twice');
+    await d.shutdown(0);
+    const again = setup().d;
+    await again.shutdown(0);
+    expect(() => again.start()).toThrow('after shutdown');
+  });
+
   it('fails the queued units with the reason when the executor rejects every start, holding nothing', async () => {
     const { d, ex } = setup();
     ex.failWith = 'no room on the moon';

@@ -147,7 +147,7 @@ export class Dispatcher {
    * sends the answer back to that task's worker, if it is still there.
    */
   onSubmitJob: ((req: SubmitJob, jobId: string, reply: (done: JobDone) => void) => void) | undefined;
-  private readonly monitor: Timer;
+  private monitor: Timer | undefined;
   private closing = false;
 
   constructor(
@@ -164,8 +164,19 @@ export class Dispatcher {
       metrics: Metrics;
       log: Logger;
     },
-  ) {
-    this.monitor = deps.clock.interval(Math.min(1000, deps.config.heartbeatTimeoutMs / 2), () => this.checkLiveness());
+  ) {}
+
+  /**
+   * Starts watching workers' liveness (heartbeat and start timeouts). Units
+   * may be submitted before; workers are watched only after. Throws when
+   * called twice or after shutdown.
+   */
+  start(): void {
+    if (this.closing) throw new Error('Dispatcher.start() after shutdown()');
+    if (this.monitor) throw new Error('Dispatcher.start() called twice');
+    this.monitor = this.deps.clock.interval(Math.min(1000, this.deps.config.heartbeatTimeoutMs / 2), () =>
+      this.checkLiveness(),
+    );
   }
 
   /** Queues a unit; its listener hears how it goes. */
@@ -308,7 +319,7 @@ export class Dispatcher {
   /** Asks every worker to exit, then kills what is left. */
   async shutdown(graceMs = 3000): Promise<void> {
     this.closing = true;
-    this.monitor.cancel();
+    this.monitor?.cancel();
     for (const w of this.workers.values()) this.exitWorker(w, 'control plane shutting down');
     const deadline = Date.now() + graceMs;
     while ([...this.workers.values()].some((w) => w.state !== 'dead') && Date.now() < deadline) {

@@ -170,6 +170,7 @@ export class Scheduler {
   private readonly backfills = new Map<string, { rec: BackfillRecord; slots: Date[] }>();
   private chain: Promise<unknown> = Promise.resolve();
   private closed = false;
+  private started = false;
   private readonly retry: RetryConfig;
 
   constructor(
@@ -207,6 +208,10 @@ export class Scheduler {
    * catch_up policy; executions cut off by the restart run again.
    */
   start(): Promise<{ workflows: number; instances: number; caughtUp: number }> {
+    // A second start would load every instance twice and arm its timers twice.
+    if (this.started) return Promise.reject(new Error('Scheduler.start() called twice'));
+    if (this.closed) return Promise.reject(new Error('Scheduler.start() after close()'));
+    this.started = true;
     return this.serial(async () => {
       const { store, log } = this.deps;
       for (const r of await store.listResources()) this.resources.set(r.id, r);
