@@ -32,6 +32,8 @@ export default defineConfig(
             '*/*/src/*/*.test.ts',
             '*/src/*/*.contract.ts',
             '*/src/*/*/*.contract.ts',
+            // Contract suites are tests too (control-plane/tsconfig.json leaves them out of dist).
+            'control-plane/src/ports/contracts/*.ts',
           ],
           defaultProject: 'tsconfig.base.json',
           maximumDefaultProjectFileMatchCount_THIS_WILL_SLOW_DOWN_LINTING: 200,
@@ -46,6 +48,57 @@ export default defineConfig(
       '@typescript-eslint/consistent-type-imports': 'error',
       '@typescript-eslint/no-explicit-any': 'error',
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+    },
+  },
+  {
+    // Ports and adapters: only the composition root (app/) chooses adapters;
+    // index.ts re-exports a few for the benchmarks. Everything else talks to ports.
+    files: ['control-plane/src/**/*.ts'],
+    ignores: ['control-plane/src/app/**', 'control-plane/src/index.ts', 'control-plane/src/adapters/**'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['**/adapters/**'],
+              message: 'Only app/ (the composition root) may import adapters; depend on the port in ports/ instead.',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    // An adapter implements ports; it does not reach into another adapter folder.
+    files: ['control-plane/src/adapters/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              // Gitignore order: any sibling folder, except what climbs out of adapters/, but adapters/ again.
+              group: ['../*/**', '!../../**', '../../adapters/**'],
+              message: 'An adapter may not import another adapter; share code through ports/ or domain/.',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    // The domain is pure: no ports, no adapters.
+    files: ['control-plane/src/domain/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            { group: ['**/ports/**', '**/adapters/**'], message: 'domain/ is pure: it imports no ports or adapters.' },
+          ],
+        },
+      ],
     },
   },
   {

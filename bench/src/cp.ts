@@ -56,9 +56,6 @@ export class Bench {
   static async start(label: string, where: { blobs?: string } = {}): Promise<Bench> {
     const dir = mkdtempSync(join(tmpdir(), `weft-bench-${label}-`));
     const config = configFromEnv(where.blobs ? { WEFT_BLOBS: where.blobs } : {});
-    // MERGE: until app/config reads WEFT_BLOBS
-    if (where.blobs) process.env['WEFT_BLOBS'] = where.blobs;
-    else delete process.env['WEFT_BLOBS'];
     config.port = 0;
     config.metricsPort = -1;
     config.dataDir = dir;

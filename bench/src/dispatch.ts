@@ -7,18 +7,20 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Server, ServerCredentials, type ServerDuplexStream, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { FsBlobStore, createLogger, decode, encode } from '@weft/common';
 import {
   DEFAULT_DISPATCHER_CONFIG,
   Dispatcher,
   LocalExecutor,
   Metrics,
+  systemClock,
+  workersService,
   type AlgorithmDef,
   type Outcome,
   type WorkUnit,
 } from '@weft/control-plane';
-import { WorkersService, type WorkerCommand, type WorkerEvent, type WorkersServer } from '@weft/proto';
+import { WorkersService } from '@weft/proto';
 import { summarize, type Summary } from './stats.js';
 import { ALGORITHMS_DIR, LoadMonitor, MiB, parentPid, procCpuMs, sleep, type LoadReport } from './util.js';
 
@@ -69,17 +71,19 @@ class Harness {
       storageUrl: new FsBlobStore(join(dir, 'blobs')).url,
       serverAddress: () => address,
       config: { ...DEFAULT_DISPATCHER_CONFIG },
+      clock: systemClock,
       metrics: new Metrics(),
       log,
     });
+    dispatcher.start();
     const server = new Server({
       'grpc.max_receive_message_length': 256 * MiB,
       'grpc.max_send_message_length': 256 * MiB,
     });
-    const impl: WorkersServer & UntypedServiceImplementation = {
-      connect: (call: ServerDuplexStream<WorkerEvent, WorkerCommand>) => dispatcher.attach(call),
-    };
-    server.addService(WorkersService, impl);
+    server.addService(
+      WorkersService,
+      workersService((link) => dispatcher.attach(link)),
+    );
     const port = await new Promise<number>((res, rej) =>
       server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, p) => (err ? rej(err) : res(p))),
     );

@@ -31,6 +31,8 @@ export interface Flags {
   'data-dir'?: string;
   'metrics-port'?: string;
   register?: string;
+  blobs?: string;
+  executor?: string;
   tag?: string;
   from?: string;
   to?: string;
@@ -386,6 +388,8 @@ export function parseCommandLine(
     'data-dir',
     'metrics-port',
     'register',
+    'blobs',
+    'executor',
     'tag',
     'from',
     'to',

@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import type { ServerDuplexStream } from '@grpc/grpc-js';
-import { Status, type Logger } from '@weft/common';
+import type { Logger } from '@weft/common';
 import type { JobDone, Payload, PathMeta, SubmitJob, TaskFailure, WorkerCommand, WorkerEvent } from '@weft/proto';
-import type { AlgorithmDef, Executor, WorkerHandle } from '../executor/port.js';
+import type { Clock, Timer } from '../ports/clock.js';
+import type { AlgorithmDef, Executor, WorkerHandle } from '../ports/executor.js';
+import type { WorkerLink } from '../ports/worker-link.js';
 import type { Metrics } from '../server/metrics.js';
 import { PriorityQueue } from './queue.js';
 
@@ -83,8 +84,6 @@ export const DEFAULT_DISPATCHER_CONFIG: DispatcherConfig = {
   startTimeoutMs: 60_000,
 };
 
-type WorkerCall = ServerDuplexStream<WorkerEvent, WorkerCommand>;
-
 interface Pending {
   unit: WorkUnit;
   listener: UnitListener;
@@ -106,7 +105,7 @@ interface Worker {
   id: string;
   alg: string;
   state: WorkerState;
-  call: WorkerCall | undefined;
+  link: WorkerLink | undefined;
   handle: WorkerHandle | undefined;
   external: boolean;
   /** Exit after the current task: the algorithm changed under it. */
@@ -114,10 +113,10 @@ interface Worker {
   current: Pending | undefined;
   lastSeen: number;
   createdAt: number;
-  idleTimer: NodeJS.Timeout | undefined;
-  stopTimer: NodeJS.Timeout | undefined;
-  exitTimer: NodeJS.Timeout | undefined;
-  ttlTimer: NodeJS.Timeout | undefined;
+  idleTimer: Timer | undefined;
+  stopTimer: Timer | undefined;
+  exitTimer: Timer | undefined;
+  ttlTimer: Timer | undefined;
 }
 
 interface Pool {
@@ -148,7 +147,7 @@ export class Dispatcher {
    * sends the answer back to that task's worker, if it is still there.
    */
   onSubmitJob: ((req: SubmitJob, jobId: string, reply: (done: JobDone) => void) => void) | undefined;
-  private readonly monitor: NodeJS.Timeout;
+  private monitor: Timer | undefined;
   private closing = false;
 
   constructor(
@@ -160,12 +159,24 @@ export class Dispatcher {
       /** host:port that spawned sidecars dial. */
       serverAddress: () => string;
       config: DispatcherConfig;
+      /** Heartbeat, start, idle, grace and ttl timing. */
+      clock: Clock;
       metrics: Metrics;
       log: Logger;
     },
-  ) {
-    this.monitor = setInterval(() => this.checkLiveness(), Math.min(1000, deps.config.heartbeatTimeoutMs / 2));
-    this.monitor.unref();
+  ) {}
+
+  /**
+   * Starts watching workers' liveness (heartbeat and start timeouts). Units
+   * may be submitted before; workers are watched only after. Throws when
+   * called twice or after shutdown.
+   */
+  start(): void {
+    if (this.closing) throw new Error('Dispatcher.start() after shutdown()');
+    if (this.monitor) throw new Error('Dispatcher.start() called twice');
+    this.monitor = this.deps.clock.interval(Math.min(1000, this.deps.config.heartbeatTimeoutMs / 2), () =>
+      this.checkLiveness(),
+    );
   }
 
   /** Queues a unit; its listener hears how it goes. */
@@ -202,9 +213,8 @@ export class Dispatcher {
       if (!p || p.unit.jobId !== jobId || p.stopping) continue;
       p.stopping = true;
       this.send(w, { command: { $case: 'stop', value: { taskId: p.unit.taskId, forceStop: false, reason } } });
-      w.stopTimer = setTimeout(
-        () => this.workerGone(w, 'did not stop within the grace period'),
-        this.deps.config.stopGraceMs,
+      w.stopTimer = this.deps.clock.timer(this.deps.config.stopGraceMs, () =>
+        this.workerGone(w, 'did not stop within the grace period'),
       );
     }
   }
@@ -264,20 +274,19 @@ export class Dispatcher {
     }
   }
 
-  /** Serves one sidecar's stream (the Workers.Connect RPC). */
-  attach(call: WorkerCall): void {
+  /** Serves one sidecar's link (the Workers.Connect RPC through the gRPC adapter). */
+  attach(link: WorkerLink): void {
     let worker: Worker | undefined;
-    call.on('data', (ev: WorkerEvent) => {
+    link.onEvent((ev: WorkerEvent) => {
       try {
         if (!worker) {
           try {
-            worker = this.greet(call, ev);
+            worker = this.greet(link, ev);
           } catch (err) {
             // Refuse the stream with a status the sidecar can show, rather than leave it dangling.
             const details = err instanceof Error ? err.message : String(err);
             this.deps.log.warn('worker refused', { reason: details });
-            // grpc-js turns an 'error' emitted on a server stream into the call's status.
-            call.emit('error', Object.assign(new Error(details), { code: Status.FAILED_PRECONDITION, details }));
+            link.refuse(details);
           }
           return;
         }
@@ -286,13 +295,14 @@ export class Dispatcher {
         this.deps.log.error('bad worker event', { err, worker: worker?.id });
       }
     });
-    const gone = (why: string) => () => {
+    link.onClose((why) => {
       if (worker) this.workerGone(worker, why);
-    };
-    call.on('end', gone('stream ended'));
-    call.on('error', gone('stream failed'));
-    call.on('cancelled', gone('stream cancelled'));
-    call.on('close', gone('stream closed'));
+    });
+  }
+
+  /** undefined when the executor can run the algorithm; otherwise why not (for the engines' checks). */
+  admits(def: AlgorithmDef): string | undefined {
+    return this.deps.executor.admits(def);
   }
 
   /** Worker counts by algorithm and state, for status and metrics. */
@@ -309,7 +319,7 @@ export class Dispatcher {
   /** Asks every worker to exit, then kills what is left. */
   async shutdown(graceMs = 3000): Promise<void> {
     this.closing = true;
-    clearInterval(this.monitor);
+    this.monitor?.cancel();
     for (const w of this.workers.values()) this.exitWorker(w, 'control plane shutting down');
     const deadline = Date.now() + graceMs;
     while ([...this.workers.values()].some((w) => w.state !== 'dead') && Date.now() < deadline) {
@@ -345,6 +355,11 @@ export class Dispatcher {
     const def = this.deps.algorithm(alg);
     if (!def) {
       this.failQueued(pool, { type: 'AlgorithmNotFound', message: `algorithm "${alg}" is not registered` });
+      return;
+    }
+    const refused = this.deps.executor.admits(def);
+    if (refused) {
+      this.failQueued(pool, { type: 'Unschedulable', message: `algorithm "${alg}" ${refused}` });
       return;
     }
     if (!this.deps.executor.fits(def)) {
@@ -413,17 +428,18 @@ export class Dispatcher {
 
   private startWorker(def: AlgorithmDef): void {
     const id = `${def.name}-${randomBytes(4).toString('hex')}`;
+    const now = this.deps.clock.now();
     const w: Worker = {
       id,
       alg: def.name,
       state: 'starting',
-      call: undefined,
+      link: undefined,
       handle: undefined,
       external: false,
       retire: false,
       current: undefined,
-      lastSeen: Date.now(),
-      createdAt: Date.now(),
+      lastSeen: now,
+      createdAt: now,
       idleTimer: undefined,
       stopTimer: undefined,
       exitTimer: undefined,
@@ -432,23 +448,39 @@ export class Dispatcher {
     this.workers.set(id, w);
     this.pool(def.name).workers.add(w);
     this.deps.metrics.workerStarts.inc({ algorithm: def.name });
-    try {
-      w.handle = this.deps.executor.start({ workerId: id, algorithm: def, serverAddress: this.deps.serverAddress() });
-    } catch (err) {
-      this.workerGone(w, `executor could not start it: ${err instanceof Error ? err.message : String(err)}`);
-      return;
-    }
-    w.handle.onExit((code, signal) => {
-      this.workerGone(w, `process exited (code ${code}, signal ${signal})`);
-      // Only now are its cpu and memory free again: work of any algorithm that
-      // was waiting for room (a replacement, or the one it was evicted for) can start.
-      if (!this.closing) for (const alg of this.pools.keys()) this.pump(alg);
-    });
-    this.deps.log.info('worker starting', { worker: id, algorithm: def.name, pid: w.handle.pid });
     this.publishWorkers(def.name);
+    const started = (handle: WorkerHandle): void => {
+      w.handle = handle;
+      handle.onExit((reason) => {
+        this.workerGone(w, reason);
+        // Only now are its cpu and memory free again: work of any algorithm that
+        // was waiting for room (a replacement, or the one it was evicted for) can start.
+        if (!this.closing) for (const alg of this.pools.keys()) this.pump(alg);
+      });
+      // Given up on while the executor was still starting it (shutdown, start timeout).
+      if (w.state === 'dead') handle.stop({ force: true });
+      else this.deps.log.info('worker starting', { worker: id, algorithm: def.name, log: handle.logLocation });
+    };
+    let launch;
+    try {
+      launch = this.deps.executor.start({ workerId: id, algorithm: def, serverAddress: this.deps.serverAddress() });
+    } catch (err) {
+      // An adapter that throws instead of rejecting: the same failed start.
+      launch = Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+    launch.then(started, (err: unknown) => {
+      // A failed start holds no resources (the port's contract). It counts
+      // towards the pool's failed starts, whose limit fails the queued units
+      // with this reason; an empty pool does not try again at once, so a
+      // broken executor is not retried in a tight loop for minHotWorkers.
+      const pool = this.pool(def.name);
+      this.workerGone(w, `executor could not start it: ${err instanceof Error ? err.message : String(err)}`, {
+        pump: pool.queue.size > 0,
+      });
+    });
   }
 
-  private greet(call: WorkerCall, ev: WorkerEvent): Worker {
+  private greet(link: WorkerLink, ev: WorkerEvent): Worker {
     if (ev.event?.$case !== 'hello') throw new Error('the first event on a worker stream must be hello');
     const hello = ev.event.value;
     // 0 means the field was left out; anything else must be a version this control plane speaks.
@@ -466,13 +498,13 @@ export class Dispatcher {
         id,
         alg: hello.algorithmName,
         state: 'starting',
-        call: undefined,
+        link: undefined,
         handle: undefined,
         external: true,
         retire: false,
         current: undefined,
-        lastSeen: Date.now(),
-        createdAt: Date.now(),
+        lastSeen: this.deps.clock.now(),
+        createdAt: this.deps.clock.now(),
         idleTimer: undefined,
         stopTimer: undefined,
         exitTimer: undefined,
@@ -482,8 +514,8 @@ export class Dispatcher {
       this.pool(w.alg).workers.add(w);
       this.deps.log.info('external worker connected', { worker: id, algorithm: w.alg, host: hello.hostname });
     }
-    w.call = call;
-    w.lastSeen = Date.now();
+    w.link = link;
+    w.lastSeen = this.deps.clock.now();
     this.send(w, {
       command: {
         $case: 'welcome',
@@ -499,7 +531,7 @@ export class Dispatcher {
   }
 
   private onEvent(w: Worker, ev: WorkerEvent): void {
-    w.lastSeen = Date.now();
+    w.lastSeen = this.deps.clock.now();
     const e = ev.event;
     if (!e || w.state === 'dead') return;
     const p = w.current;
@@ -618,8 +650,8 @@ export class Dispatcher {
   /** Detaches the finished unit from its worker. */
   private finish(w: Worker, p: Pending): void {
     w.current = undefined;
-    if (w.stopTimer) clearTimeout(w.stopTimer);
-    if (w.ttlTimer) clearTimeout(w.ttlTimer);
+    w.stopTimer?.cancel();
+    w.ttlTimer?.cancel();
     w.stopTimer = undefined;
     w.ttlTimer = undefined;
     this.deps.metrics.taskDuration.observe({ algorithm: w.alg }, (performance.now() - p.dispatchedAt) / 1000);
@@ -658,7 +690,7 @@ export class Dispatcher {
   }
 
   private assign(w: Worker, p: Pending): void {
-    if (w.idleTimer) clearTimeout(w.idleTimer);
+    w.idleTimer?.cancel();
     w.idleTimer = undefined;
     w.state = 'busy';
     w.current = p;
@@ -692,17 +724,16 @@ export class Dispatcher {
     });
     this.send(w, { command: { $case: 'start', value: { taskId: u.taskId } } });
     if (u.ttlMs && u.ttlMs > 0) {
-      w.ttlTimer = setTimeout(() => {
+      w.ttlTimer = this.deps.clock.timer(u.ttlMs, () => {
         if (w.current !== p) return;
         p.timedOut = true;
         this.send(w, {
           command: { $case: 'stop', value: { taskId: u.taskId, forceStop: true, reason: 'algorithm ttl expired' } },
         });
-        w.stopTimer = setTimeout(
-          () => this.workerGone(w, 'did not stop when its ttl expired'),
-          this.deps.config.stopGraceMs,
+        w.stopTimer = this.deps.clock.timer(this.deps.config.stopGraceMs, () =>
+          this.workerGone(w, 'did not stop when its ttl expired'),
         );
-      }, u.ttlMs);
+      });
     }
   }
 
@@ -730,7 +761,7 @@ export class Dispatcher {
       return;
     }
     if (w.external || w.idleTimer) return;
-    w.idleTimer = setTimeout(() => {
+    w.idleTimer = this.deps.clock.timer(this.deps.config.idleTimeoutMs, () => {
       w.idleTimer = undefined;
       if (w.state !== 'ready') return;
       const def = this.deps.algorithm(w.alg);
@@ -738,48 +769,43 @@ export class Dispatcher {
       for (const o of pool.workers) if (o.state !== 'dead' && o.state !== 'exiting') live++;
       if (def && live <= def.minHotWorkers) return;
       this.exitWorker(w, 'idle');
-    }, this.deps.config.idleTimeoutMs);
-    w.idleTimer.unref();
+    });
   }
 
   private exitWorker(w: Worker, reason: string): void {
     if (w.state === 'dead' || w.state === 'exiting') return;
     if (w.current) return;
     w.state = 'exiting';
-    if (w.idleTimer) clearTimeout(w.idleTimer);
+    w.idleTimer?.cancel();
     this.send(w, { command: { $case: 'exit', value: { exitCode: 0, reason } } });
-    w.exitTimer = setTimeout(() => this.workerGone(w, 'did not exit in time'), 5000);
-    w.exitTimer.unref();
+    w.exitTimer = this.deps.clock.timer(5000, () => this.workerGone(w, 'did not exit in time'));
     this.publishWorkers(w.alg);
   }
 
   private checkLiveness(): void {
-    const now = Date.now();
+    const now = this.deps.clock.now();
     for (const w of this.workers.values()) {
       if (w.state === 'dead') continue;
       if (w.state === 'starting' && now - w.createdAt > this.deps.config.startTimeoutMs) {
-        this.workerGone(w, w.call ? 'its algorithm never connected' : 'never connected');
-      } else if (w.call && now - w.lastSeen > this.deps.config.heartbeatTimeoutMs) {
+        this.workerGone(w, w.link ? 'its algorithm never connected' : 'never connected');
+      } else if (w.link && now - w.lastSeen > this.deps.config.heartbeatTimeoutMs) {
         this.workerGone(w, `no heartbeat for ${now - w.lastSeen} ms`);
       }
     }
   }
 
   /** Ends a worker for good, whatever the cause; its unit (if any) crashed. */
-  private workerGone(w: Worker, reason: string): void {
+  private workerGone(w: Worker, reason: string, opts: { pump: boolean } = { pump: true }): void {
     if (w.state === 'dead') return;
     const wasStarting = w.state === 'starting';
     w.state = 'dead';
-    for (const t of [w.idleTimer, w.stopTimer, w.exitTimer, w.ttlTimer]) if (t) clearTimeout(t);
+    for (const t of [w.idleTimer, w.stopTimer, w.exitTimer, w.ttlTimer]) t?.cancel();
     this.workers.delete(w.id);
     const pool = this.pool(w.alg);
     pool.workers.delete(w);
-    try {
-      w.call?.end();
-    } catch {
-      // The stream may already be closed; nothing to release.
-    }
-    w.handle?.kill('SIGKILL');
+    w.link?.close();
+    // Its resources are free only when the handle's onExit fires.
+    w.handle?.stop({ force: true });
     this.deps.log.info('worker gone', { worker: w.id, algorithm: w.alg, reason });
     if (wasStarting && !this.closing) {
       pool.failedStarts++;
@@ -798,16 +824,12 @@ export class Dispatcher {
       });
     }
     this.publishWorkers(w.alg);
-    if (!this.closing) this.pump(w.alg);
+    if (!this.closing && opts.pump) this.pump(w.alg);
   }
 
   private send(w: Worker, cmd: WorkerCommand): void {
-    if (!w.call || w.state === 'dead') return;
-    try {
-      w.call.write(cmd);
-    } catch (err) {
-      this.deps.log.warn('write to worker failed', { worker: w.id, err });
-    }
+    if (!w.link || w.state === 'dead') return;
+    if (!w.link.send(cmd)) this.deps.log.warn('write to worker failed: its link is gone', { worker: w.id });
   }
 
   private publishWorkers(alg: string): void {

@@ -28,7 +28,7 @@ import {
   type ParsedPipeline,
 } from '../domain/pipeline.js';
 import type { Metrics } from '../server/metrics.js';
-import type { JobFilter, JobRecord, JobState, StateStore, TaskRecord } from '../store/port.js';
+import type { JobFilter, JobRecord, JobState, StateStore, TaskRecord } from '../ports/state-store.js';
 import type { AlgorithmRegistry } from './algorithms.js';
 import { Item, JobRun, NODE_TO_PB, STATE_TO_PB, blobKeys, itemFromRecord, type NodeRun, type Watcher } from './run.js';
 import type { Webhooks, ResultEntry } from './webhooks.js';
@@ -231,11 +231,8 @@ export class JobEngine {
       const node = parsed.byName.get(name)!;
       if (node.kind !== 'algorithm') continue;
       const alg = this.deps.algorithms.get(node.algorithmName)!;
-      if (!alg.codePath) {
-        throw failedPrecondition(
-          `node "${name}": algorithm "${alg.name}" has no code.path; the embedded default runs local code`,
-        );
-      }
+      const refused = this.deps.dispatcher.admits(alg);
+      if (refused) throw failedPrecondition(`node "${name}": algorithm "${alg.name}" ${refused}`);
     }
     let queued = false;
     const limit = parsed.options.concurrentPipelines;

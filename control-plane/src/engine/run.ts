@@ -2,7 +2,7 @@ import { BlobRef, decode } from '@weft/common';
 import type { JobStatus, TaskError } from '@weft/proto';
 import { JobState as PbJobState, NodeState as PbNodeState, type NodeStatus } from '@weft/proto';
 import type { OutputItem, ParsedNode, ParsedPipeline } from '../domain/pipeline.js';
-import { FINAL_JOB_STATES, type JobRecord, type JobState, type TaskRecord } from '../store/port.js';
+import { FINAL_JOB_STATES, type JobRecord, type JobState, type TaskRecord } from '../ports/state-store.js';
 
 /** Watchers get node counts at most this often; state changes go out at once. */
 const NODE_EVENT_INTERVAL_MS = 100;

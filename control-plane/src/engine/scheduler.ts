@@ -34,6 +34,7 @@ import {
   type WorkflowSpec,
 } from '../domain/workflow.js';
 import type { Dispatcher, Outcome, WorkUnit } from '../dispatch/dispatcher.js';
+import type { AlgorithmDef } from '../ports/executor.js';
 import { PriorityQueue, type Queued } from '../dispatch/queue.js';
 import type {
   BackfillRecord,
@@ -43,7 +44,7 @@ import type {
   ResourceRecord,
   ScheduleStore,
   WorkflowRecord,
-} from '../store/schedule-port.js';
+} from '../ports/schedule-store.js';
 import type { JobEngine } from './jobs.js';
 
 /** The built-in algorithm that runs a workflow's `command`. */
@@ -113,6 +114,27 @@ interface HeapEntry extends Queued {
   gen: number;
 }
 
+/**
+ * A docker_image workflow as the executor sees it: an algorithm with an image
+ * and no code, so the executor's admits() decides whether it can run here.
+ */
+function imageOnly(image: string): AlgorithmDef {
+  return {
+    name: 'docker_image',
+    env: 'nodejs',
+    codePath: '',
+    codeStage: '',
+    entryPoint: '',
+    image,
+    cpu: 0,
+    memBytes: 0,
+    gpu: 0,
+    minHotWorkers: 0,
+    maxWorkers: 0,
+    env_vars: {},
+  };
+}
+
 const key = (workflowId: string, parameter: string): string => `${workflowId}\u0000${parameter}`;
 const HOLDING: ReadonlySet<InstanceState> = new Set(['prepare', 'submitting', 'submitted', 'running']);
 
@@ -148,6 +170,7 @@ export class Scheduler {
   private readonly backfills = new Map<string, { rec: BackfillRecord; slots: Date[] }>();
   private chain: Promise<unknown> = Promise.resolve();
   private closed = false;
+  private started = false;
   private readonly retry: RetryConfig;
 
   constructor(
@@ -185,6 +208,10 @@ export class Scheduler {
    * catch_up policy; executions cut off by the restart run again.
    */
   start(): Promise<{ workflows: number; instances: number; caughtUp: number }> {
+    // A second start would load every instance twice and arm its timers twice.
+    if (this.started) return Promise.reject(new Error('Scheduler.start() called twice'));
+    if (this.closed) return Promise.reject(new Error('Scheduler.start() after close()'));
+    this.started = true;
     return this.serial(async () => {
       const { store, log } = this.deps;
       for (const r of await store.listResources()) this.resources.set(r.id, r);
@@ -523,9 +550,12 @@ export class Scheduler {
     const spec = wf.spec;
     const r = a.rec;
     if (spec.runnable === 'image') {
+      // The executor says why it cannot run an image; the scheduler has no image launch path yet either.
+      const refused =
+        this.deps.dispatcher.admits(imageOnly(spec.dockerImage ?? '')) ?? 'cannot run yet: no image launch path';
       await this.halt(
         a,
-        'docker_image workflows need the Kubernetes backend; on the embedded default give the workflow a command, algorithm or pipeline',
+        `docker_image ${spec.dockerImage ?? ''} ${refused}; give the workflow a command, algorithm or pipeline instead`,
       );
       return;
     }

@@ -1,10 +1,4 @@
-import type {
-  sendUnaryData,
-  ServerDuplexStream,
-  ServerUnaryCall,
-  ServerWritableStream,
-  UntypedServiceImplementation,
-} from '@grpc/grpc-js';
+import type { sendUnaryData, ServerUnaryCall, ServerWritableStream, UntypedServiceImplementation } from '@grpc/grpc-js';
 import { Status, decode, invalid, notFound, toServiceError, type Logger } from '@weft/common';
 import {
   Algorithm,
@@ -18,15 +12,12 @@ import {
   type JobsServer,
   type PipelineStoreServer,
   type StoredPipeline,
-  type WorkerCommand,
-  type WorkerEvent,
-  type WorkersServer,
 } from '@weft/proto';
 import type { Dispatcher } from '../dispatch/dispatcher.js';
 import type { Descriptor } from '../domain/pipeline.js';
 import type { AlgorithmRegistry } from '../engine/algorithms.js';
 import type { JobEngine } from '../engine/jobs.js';
-import type { JobFilter, JobState, PipelineRecord, StateStore } from '../store/port.js';
+import type { JobFilter, JobState, PipelineRecord, StateStore } from '../ports/state-store.js';
 import type { Triggers } from '../engine/triggers.js';
 import type { BlobStore } from '@weft/common';
 
@@ -265,11 +256,5 @@ export function jobs(d: HandlerDeps): JobsServer & UntypedServiceImplementation 
           call.emit('error', Object.assign(new Error(toServiceError(err).details), toServiceError(err))),
       );
     },
-  };
-}
-
-export function workers(d: HandlerDeps): WorkersServer & UntypedServiceImplementation {
-  return {
-    connect: (call: ServerDuplexStream<WorkerEvent, WorkerCommand>): void => d.dispatcher.attach(call),
   };
 }

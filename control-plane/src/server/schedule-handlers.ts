@@ -16,7 +16,7 @@ import {
 } from '@weft/proto';
 import type { InstanceState } from '../domain/schedule.js';
 import type { BackfillView, Scheduler, WorkflowView } from '../engine/scheduler.js';
-import type { ExecutionRecord, InstanceRecord } from '../store/schedule-port.js';
+import type { ExecutionRecord, InstanceRecord } from '../ports/schedule-store.js';
 import { unary } from './handlers.js';
 
 const STATE_TO_PB: Record<InstanceState, PbInstanceState> = {

@@ -9,7 +9,7 @@ import type {
   PipelineRecord,
   StateStore,
   TaskRecord,
-} from './port.js';
+} from '../../ports/state-store.js';
 
 // Portable SQL on purpose (TEXT/INTEGER/BLOB, ON CONFLICT DO NOTHING, times as
 // epoch milliseconds) so the PostgreSQL adapter can reuse the schema.
@@ -164,9 +164,12 @@ export function openSqlite(file: string): Database.Database {
 }
 
 /**
- * The state store in a SQLite file (WAL mode). Commits are durable against a
- * killed process; with synchronous=NORMAL a power loss may drop the last
- * transactions, which the restart logic tolerates (tasks simply run again).
+ * The state store in a SQLite file (WAL mode). Keeps the contract of
+ * ports/state-store.ts: every write is committed before its promise resolves
+ * (recordTask after its turn's batch transaction). Commits are durable
+ * against a killed process; with synchronous=NORMAL a power loss may drop the
+ * last transactions, which the restart logic tolerates (tasks simply run
+ * again).
  */
 export class SqliteStateStore implements StateStore {
   private readonly db: Database.Database;
@@ -292,6 +295,16 @@ export class SqliteStateStore implements StateStore {
   }
 
   createJob(job: JobRecord): Promise<void> {
+    try {
+      this.insertJob(job);
+    } catch (err) {
+      // A duplicate id (or any refused row) is a rejected promise, as the port promises, not a throw.
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+    return Promise.resolve();
+  }
+
+  private insertJob(job: JobRecord): void {
     this.stmts.createJob.run({
       job_id: job.jobId,
       pipeline_name: job.pipelineName,
@@ -307,7 +320,6 @@ export class SqliteStateStore implements StateStore {
       nodes: job.nodes === undefined ? null : JSON.stringify(job.nodes),
       parent_job_id: job.parentJobId,
     });
-    return Promise.resolve();
   }
 
   updateJob(

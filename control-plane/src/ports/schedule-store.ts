@@ -1,7 +1,38 @@
 /**
- * The schedule half of the state store: workflows, their instances and
- * executions, backfills and concurrency resources. Async, like the job
- * store, so a networked database can implement it.
+ * The schedule store port: workflows, their instances and executions,
+ * backfills and concurrency resources. Async, like the state store, so a
+ * networked database can implement it.
+ *
+ * Contract (what the scheduler relies on; `contracts/schedule-store.contract.ts`
+ * checks it against every adapter):
+ * - **Immediate writes** (putWorkflow, deleteWorkflow, putBackfill,
+ *   putResource, deleteResource, trigger) are committed when they resolve.
+ * - **Write-behind writes** (updateWorkflow, updateInstance, putExecution)
+ *   may resolve BEFORE they are committed: the SQLite adapter queues them and
+ *   commits everything queued in one event-loop turn in one transaction, in
+ *   call order. The scheduler changes hundreds of instances a second and
+ *   does not wait on each. What it relies on instead:
+ *   - every read of this store (get/list) and every immediate write first
+ *     applies the queued writes, so the process always reads its own writes,
+ *     and the write-behind writes are never reordered after a later write;
+ *   - close() commits what is queued;
+ *   - a killed process may lose the writes of its last turn only. An instance
+ *     then shows its previous committed state, which the scheduler's restart
+ *     recovery resumes from like any interrupted one (an execution that was
+ *     in flight is queued again, a running pipeline job is reattached); the
+ *     trigger that created the instance is never lost: trigger() is immediate.
+ * - **trigger() is atomic and idempotent per (workflow, parameter)**: the
+ *   instance's creation and the trigger's cursor (the workflow's next natural
+ *   slot, or the backfill's next index) commit together or not at all. It
+ *   resolves 'created' when it made the instance; 'active' when one was
+ *   already there and not final (left unchanged); 'final' when one was
+ *   there and final and `replaceFinal` was false (left unchanged). With
+ *   `replaceFinal` a final instance is replaced. The cursor moves in every
+ *   case, so retrying a trigger, or dying around it, triggers a slot once.
+ * - Lists are ordered: workflows and resources by id, instances by workflow
+ *   then slot, executions by start (unstarted last) then try, backfills by
+ *   creation then id.
+ * - close() releases the store; no call may follow it.
  */
 import type { InstanceState } from '../domain/schedule.js';
 import type { TriggerType } from '../domain/workflow.js';
@@ -89,6 +120,7 @@ export interface InstanceFilter {
 /** What {@link ScheduleStore.trigger} did. */
 export type TriggerResult = 'created' | 'active' | 'final';
 
+/** See the contract in this module's header. */
 export interface ScheduleStore {
   putWorkflow(w: WorkflowRecord): Promise<void>;
   getWorkflow(id: string): Promise<WorkflowRecord | undefined>;

@@ -1,6 +1,6 @@
 import type Database from 'better-sqlite3';
-import type { InstanceState } from '../domain/schedule.js';
-import type { TriggerType } from '../domain/workflow.js';
+import type { InstanceState } from '../../domain/schedule.js';
+import type { TriggerType } from '../../domain/workflow.js';
 import type {
   BackfillRecord,
   ExecutionRecord,
@@ -10,8 +10,8 @@ import type {
   ScheduleStore,
   TriggerResult,
   WorkflowRecord,
-} from './schedule-port.js';
-import { openSqlite } from './sqlite.js';
+} from '../../ports/schedule-store.js';
+import { openSqlite } from './state-store.js';
 
 // Same conventions as the job store: portable SQL, times as epoch ms.
 const SCHEMA = `
@@ -249,6 +249,10 @@ function fromExecutionRow(r: ExecutionRow): ExecutionRecord {
 }
 
 /**
+ * Keeps the contract of ports/schedule-store.ts: updateWorkflow,
+ * updateInstance and putExecution are write-behind (see `pending`), every
+ * other write commits before it resolves.
+ *
  * Schedule state in the same SQLite file as the jobs, on its own connection
  * (WAL lets both work; better-sqlite3 runs each transaction to completion
  * synchronously, so they never contend within the process).
@@ -513,14 +517,17 @@ export class SqliteScheduleStore implements ScheduleStore {
   }
 
   getResource(id: string): Promise<ResourceRecord | undefined> {
+    this.flush();
     return Promise.resolve(this.s.getResource.get(id) as ResourceRecord | undefined);
   }
 
   listResources(): Promise<ResourceRecord[]> {
+    this.flush();
     return Promise.resolve(this.s.listResources.all() as ResourceRecord[]);
   }
 
   deleteResource(id: string): Promise<boolean> {
+    this.flush();
     return Promise.resolve(this.s.deleteResource.run(id).changes > 0);
   }
 

@@ -1,0 +1,25 @@
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from '@weft/common';
+import { loadAlgorithmSpecs } from '../cli/files.js';
+import type { AlgorithmRegistry } from '../engine/algorithms.js';
+
+/**
+ * Applies every `DIR/<name>/algorithms.yaml` of the `--register` directories
+ * (the examples), in name order. The one place the server registers
+ * algorithms from files.
+ */
+export async function registerAlgorithmDirs(dirs: string[], algorithms: AlgorithmRegistry, log: Logger): Promise<void> {
+  for (const dir of dirs) {
+    for (const entry of existsSync(dir) ? readdirSync(dir).sort() : []) {
+      const file = join(dir, entry, 'algorithms.yaml');
+      if (!existsSync(file)) continue;
+      const { specs, warnings } = await loadAlgorithmSpecs(file);
+      for (const w of warnings) log.warn(w, { file });
+      for (const spec of specs) {
+        const def = await algorithms.apply(spec);
+        log.info('algorithm registered', { algorithm: def.name, from: file });
+      }
+    }
+  }
+}
