@@ -6,11 +6,17 @@ import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { HashCache } from './hash-cache.js';
+import {
+  FsStageStore,
+  HashCache,
+  MemoryStageStore,
+  sha256,
+  stageIdOf,
+  type BlobData,
+  type StageStore,
+} from '@weft/stage';
 import { locate, type LocatedFunction } from './locate.js';
-import { sha256, stageIdOf } from './manifest.js';
 import { planStage, stage } from './stage.js';
-import { FsStageStore, MemoryStageStore, type BlobData, type StageStore } from './store.js';
 
 const FIXTURES = fileURLToPath(new URL('../test-fixtures/', import.meta.url));
 const PROJ = join(FIXTURES, 'proj');

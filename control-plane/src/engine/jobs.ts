@@ -231,7 +231,7 @@ export class JobEngine {
       const node = parsed.byName.get(name)!;
       if (node.kind !== 'algorithm') continue;
       const alg = this.deps.algorithms.get(node.algorithmName)!;
-      if (!alg.codePath) {
+      if (!alg.codePath && !alg.codeStage) {
         throw failedPrecondition(
           `node "${name}": algorithm "${alg.name}" has no code.path; the embedded default runs local code`,
         );

@@ -8,8 +8,13 @@
 export interface AlgorithmDef {
   name: string;
   env: 'nodejs' | 'python';
-  /** Local directory holding the code (a .tar.gz is unpacked beforehand). */
+  /**
+   * Directory of the code on the worker's machine (built-ins, code in an
+   * image); '' when the code comes from codeStage.
+   */
   codePath: string;
+  /** Stage id of the code in the blob store, which the worker lays out before it starts; '' when none. */
+  codeStage: string;
   entryPoint: string;
   image: string;
   cpu: number;

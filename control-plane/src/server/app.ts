@@ -39,6 +39,8 @@ import { Webhooks } from '../engine/webhooks.js';
 import type { Descriptor } from '../domain/pipeline.js';
 import { LocalExecutor } from '../executor/local.js';
 import { loadAlgorithmSpecs } from '../cli/files.js';
+import { stageAlgorithmCode } from '../cli/code.js';
+import { BlobStageStore } from '@weft/stage';
 import { SqliteStateStore } from '../store/sqlite.js';
 import { SqliteScheduleStore } from '../store/sqlite-schedules.js';
 import { backfills, concurrencyLimits, instances, workflows } from './schedule-handlers.js';
@@ -154,6 +156,7 @@ function commandAlgorithm(maxWorkers: number): AlgorithmDef {
     name: COMMAND_ALGORITHM,
     env: 'nodejs',
     codePath: dirname(entry),
+    codeStage: '',
     entryPoint: 'command.js',
     image: '',
     cpu: 0.05,
@@ -210,7 +213,7 @@ export async function startControlPlane(config: ControlPlaneConfig): Promise<Con
   const commandDef = commandAlgorithm(config.commandWorkers);
   const blobs = new FsBlobStore(join(dataDir, 'blobs'));
   const metrics = new Metrics();
-  const algorithms = new AlgorithmRegistry(store, join(dataDir, 'code'));
+  const algorithms = new AlgorithmRegistry(store, blobs);
   await algorithms.load();
   const executor = new LocalExecutor({ logDir: join(dataDir, 'logs'), log, ...config.capacity });
   let address = '';
@@ -373,9 +376,11 @@ export async function startControlPlane(config: ControlPlaneConfig): Promise<Con
         if (!existsSync(file)) continue;
         const { specs, warnings } = await loadAlgorithmSpecs(file);
         for (const w of warnings) log.warn(w, { file });
-        for (const spec of specs) {
+        for (const local of specs) {
+          // Into the blob store, as `weft algorithm apply` does through the API.
+          const { spec, staged } = await stageAlgorithmCode(local, new BlobStageStore(blobs), file);
           const def = await algorithms.apply(spec);
-          log.info('algorithm registered', { algorithm: def.name, from: file });
+          log.info('algorithm registered', { algorithm: def.name, from: file, files: staged?.files ?? 0 });
         }
       }
     }

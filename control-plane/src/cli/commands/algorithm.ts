@@ -1,6 +1,8 @@
 import { stringify } from 'yaml';
 import { Algorithm, AlgorithmSpec, ListAlgorithmsResponse, type DeleteAlgorithmResponse } from '@weft/proto';
+import { ClosuresStageStore } from '@weft/stage';
 import { unary } from '../client.js';
+import { stageAlgorithmCode } from '../code.js';
 import { arg, noneFound, printLines, warn, type Context } from '../context.js';
 import { CliError } from '../errors.js';
 import { loadAlgorithmSpecs } from '../files.js';
@@ -12,14 +14,25 @@ export async function algorithmApply(ctx: Context): Promise<number> {
   const { specs, many, warnings } = await loadAlgorithmSpecs(required(ctx.flags.file, 'file'));
   for (const w of warnings) warn(ctx, w);
   const applied: Algorithm[] = [];
-  for (const spec of specs) {
+  const store = new ClosuresStageStore(ctx.clients.closures);
+  for (const local of specs) {
+    const what = `algorithm "${local.name}"`;
+    let spec = local;
+    let note = '';
     try {
+      // Local code goes to the server's blob store first, so the server need not see this machine's disk.
+      const code = await stageAlgorithmCode(local, store, what);
+      spec = code.spec;
+      if (code.staged) {
+        const s = code.staged;
+        note = ` (code: ${s.files} files, ${s.newlyUploaded} uploaded, ${s.uploadedBytes} bytes)`;
+      }
       applied.push(await unary<Algorithm>((cb) => ctx.clients.algorithms.apply({ spec }, cb)));
     } catch (err) {
-      throw rejectedAs(`algorithm "${spec.name}"`, err);
+      throw rejectedAs(what, err);
     }
     // Report as we go in text mode, so a failure halfway shows what was applied.
-    if (ctx.output === 'text') printLines(ctx, [`algorithm ${spec.name} applied`]);
+    if (ctx.output === 'text') printLines(ctx, [`algorithm ${spec.name} applied${note}`]);
   }
   if (ctx.output === 'json') {
     const docs = applied.map((a) => Algorithm.toJSON(a));

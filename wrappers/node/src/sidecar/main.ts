@@ -42,6 +42,8 @@ const sidecar = new Sidecar({
   algorithmName,
   algorithmEnv: env['WEFT_ALGORITHM_ENV'] ?? 'nodejs',
   algorithmPath: env['WEFT_ALGORITHM_PATH'] ?? '',
+  algorithmStage: env['WEFT_ALGORITHM_STAGE'] ?? '',
+  cacheDir: env['WEFT_CACHE_DIR'] ?? '',
   entryPoint: env['WEFT_ALGORITHM_ENTRY'] ?? '',
   algorithmVars: JSON.parse(env['WEFT_ALGORITHM_ENV_JSON'] ?? '{}') as Record<string, string>,
   attach: values.attach,

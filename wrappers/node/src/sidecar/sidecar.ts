@@ -1,11 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { hostname } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { credentials, type ClientDuplexStream } from '@grpc/grpc-js';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { BlobRef, decode, encode, openBlobStore, type BlobStore, type Logger } from '@weft/common';
+import { BlobStageStore, materialize, packageDirs, provideRoot } from '@weft/stage';
 import {
   JobState,
   PipelineDescriptor,
@@ -31,7 +32,12 @@ export interface SidecarOptions {
   algorithmName: string;
   /** 'nodejs' or 'python'. */
   algorithmEnv: string;
+  /** Directory of the code on this machine; replaced by the laid-out stage when algorithmStage is set. */
   algorithmPath: string;
+  /** Stage id of the algorithm's code in the blob store, laid out before the algorithm starts; '' for none. */
+  algorithmStage?: string;
+  /** Where stages are laid out; default `<os tmp>/weft-cache`. */
+  cacheDir?: string;
   entryPoint: string;
   /** Extra environment for the algorithm process. */
   algorithmVars: Record<string, string>;
@@ -97,13 +103,25 @@ export class Sidecar {
         url: `${url}?protocol=1`,
         hint: `WEFT_SOCKET_URL=${url}`,
       });
-    } else {
-      this.spawnAlgorithm(url);
     }
+    // Otherwise the algorithm starts once Welcome has named the store: its code may have to come from there.
   }
 
-  private spawnAlgorithm(url: string): void {
-    const o = this.opts;
+  /**
+   * Lays the algorithm's code out from the blob store, once per machine, in
+   * `<cache>/code/.../<stageId>`, where weft's own packages are importable
+   * as they are from a checkout (the wrapper's code API, for one).
+   */
+  private async layOutCode(store: BlobStore, stageId: string): Promise<string> {
+    const stages = new BlobStageStore(store);
+    const manifest = await stages.getManifest(stageId);
+    const provided = packageDirs(['@weft/wrapper'], (s) => import.meta.resolve(s));
+    const root = await provideRoot(join(this.opts.cacheDir || join(tmpdir(), 'weft-cache'), 'code'), provided);
+    return (await materialize(manifest, stages, root)).dir;
+  }
+
+  private spawnAlgorithm(url: string, codePath: string, storageUrl: string): void {
+    const o = { ...this.opts, algorithmPath: codePath };
     let cmd: string;
     let args: string[];
     const extraEnv: Record<string, string> = {};
@@ -142,6 +160,8 @@ export class Sidecar {
         ...o.algorithmVars,
         ...extraEnv,
         WEFT_SOCKET_URL: url,
+        // Built-in workers read stages from the store too (weft-closure).
+        WEFT_STORAGE_URL: storageUrl,
         WEFT_ALGORITHM_PATH: o.algorithmPath,
         WEFT_ALGORITHM_ENTRY: o.entryPoint,
       },
@@ -230,11 +250,27 @@ export class Sidecar {
     const every = Math.max(100, w.heartbeatIntervalMs);
     // Heartbeats first: opening the store may take a while (S3), and the worker is alive meanwhile.
     this.heartbeat = setInterval(() => this.emit({ event: { $case: 'heartbeat', value: {} } }), every);
+    let store: BlobStore;
     try {
-      this.store = await openBlobStore(w.storage, { setting: 'Welcome.storage' });
+      store = await openBlobStore(w.storage, { setting: 'Welcome.storage' });
+      this.store = store;
     } catch (err) {
       this.fail(`cannot open the blob storage "${w.storage}": ${err instanceof Error ? err.message : String(err)}`);
       return;
+    }
+    if (!this.opts.attach && !this.ending) {
+      let codePath = this.opts.algorithmPath;
+      const stageId = this.opts.algorithmStage ?? '';
+      if (stageId) {
+        try {
+          codePath = await this.layOutCode(store, stageId);
+        } catch (err) {
+          const why = err instanceof Error ? err.message : String(err);
+          this.fail(`algorithm "${this.opts.algorithmName}": cannot lay out its code (stage ${stageId}): ${why}`);
+          return;
+        }
+      }
+      this.spawnAlgorithm(await this.socketUrl(), codePath, w.storage);
     }
     this.welcomed = true;
     this.maybeReady();
