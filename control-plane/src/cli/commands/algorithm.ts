@@ -70,7 +70,10 @@ export async function algorithmList(ctx: Context): Promise<number> {
     String(spec?.minHotWorkers ?? 0),
     spec?.maxWorkers ? String(spec.maxWorkers) : '-',
     formatTime(modified),
-    spec?.code?.path || spec?.algorithmImage || '-',
+    spec?.code?.path ||
+      (spec?.code?.stage ? `stage ${spec.code.stage.slice(0, 12)}` : '') ||
+      spec?.algorithmImage ||
+      '-',
   ]);
   printLines(ctx, formatTable([['NAME', 'ENV', 'HOT', 'MAX', 'MODIFIED', 'CODE'], ...rows]));
   return 0;
