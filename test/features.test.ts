@@ -238,7 +238,8 @@ describe('job control', () => {
   });
 
   it('pauses and resumes a job', async () => {
-    const jobId = await c.exec({ name: 'p', nodes: [node('S', 'stamp', ['#[1,2,3,4,5,6]', 100])] });
+    // Tasks long enough that the CLI (half a second to start on a busy machine) pauses before the last one ends.
+    const jobId = await c.exec({ name: 'p', nodes: [node('S', 'stamp', ['#[1,2,3,4,5,6]', 400])] });
     await until(async () => ((await c.status({ jobId })).nodes[0]?.succeeded ?? 0) >= 1, 20_000, 'a first task');
     expect((await weft(['exec', 'pause', jobId], env())).code).toBe(0);
     const paused = await c.status({ jobId });

@@ -1,8 +1,6 @@
 import { stringify } from 'yaml';
 import { Algorithm, AlgorithmSpec, ListAlgorithmsResponse, type DeleteAlgorithmResponse } from '@weft/proto';
-import { ClosuresStageStore } from '@weft/stage';
 import { unary } from '../client.js';
-import { stageAlgorithmCode } from '../code.js';
 import { arg, noneFound, printLines, warn, type Context } from '../context.js';
 import { CliError } from '../errors.js';
 import { loadAlgorithmSpecs } from '../files.js';
@@ -14,6 +12,11 @@ export async function algorithmApply(ctx: Context): Promise<number> {
   const { specs, many, warnings } = await loadAlgorithmSpecs(required(ctx.flags.file, 'file'));
   for (const w of warnings) warn(ctx, w);
   const applied: Algorithm[] = [];
+  // Loaded here, not at start: the other commands need neither the stager nor tar.
+  const [{ ClosuresStageStore }, { stageAlgorithmCode }] = await Promise.all([
+    import('@weft/stage'),
+    import('../code.js'),
+  ]);
   const store = new ClosuresStageStore(ctx.clients.closures);
   for (const local of specs) {
     const what = `algorithm "${local.name}"`;

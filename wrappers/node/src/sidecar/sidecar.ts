@@ -270,7 +270,10 @@ export class Sidecar {
           return;
         }
       }
-      this.spawnAlgorithm(await this.socketUrl(), codePath, w.storage);
+      const url = await this.socketUrl();
+      // The worker may have been told to exit while its code was being laid out.
+      if (this.ending) return;
+      this.spawnAlgorithm(url, codePath, w.storage);
     }
     this.welcomed = true;
     this.maybeReady();
