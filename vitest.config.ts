@@ -10,7 +10,7 @@ export default defineConfig({
         test: {
           name: 'weft',
           globals: false,
-          include: ['{common,control-plane,wrappers/node}/src/**/*.test.ts', 'test/**/*.test.ts'],
+          include: ['{common,stage,control-plane,wrappers/node}/src/**/*.test.ts', 'test/**/*.test.ts'],
           exclude: ['**/node_modules/**', '**/dist/**'],
           // Integration tests start real processes; give slow CI machines room.
           testTimeout: 60_000,

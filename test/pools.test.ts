@@ -1,8 +1,9 @@
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { create as createTar } from 'tar';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AlgorithmSpec, JobState } from '@weft/proto';
-import { FIXTURES, cleanup, clients, startServer, tempDir, until, type ServerProc } from './helpers.js';
+import { AlgorithmSpec, JobState, type AlgorithmCode } from '@weft/proto';
+import { FIXTURES, cleanup, clients, startServer, tempDir, until, weft, type ServerProc } from './helpers.js';
 
 let server: ServerProc;
 let c: ReturnType<typeof clients>;
@@ -35,7 +36,8 @@ afterAll(async () => {
   cleanup(dir);
 });
 
-const apply = (spec: Partial<AlgorithmSpec>) => c.applyAlgorithm({ spec: AlgorithmSpec.fromPartial(spec) });
+const apply = (spec: Omit<Partial<AlgorithmSpec>, 'code'> & { code?: Partial<AlgorithmCode> }) =>
+  c.applyAlgorithm({ spec: AlgorithmSpec.fromPartial(spec) });
 
 describe('worker pools', () => {
   it('keeps minHotWorkers warm, caps at maxWorkers, and lets idle extra workers go', async () => {
@@ -131,10 +133,14 @@ describe('worker pools', () => {
     expect(st.error).toMatch(/node "P".*WorkerStartFailed: .*algorithm process exited \(code 1/);
   });
 
-  it('runs code shipped as a .tar.gz', async () => {
+  it('runs code shipped as a .tar.gz, which the CLI unpacks and uploads', async () => {
     const tgz = join(dir, 'echo.tar.gz');
     await createTar({ gzip: true, file: tgz, cwd: code('echo') }, ['index.js']);
-    await apply({ name: 'packed', code: { path: tgz, entryPoint: 'index.js' } });
+    const spec = join(dir, 'packed.yaml');
+    writeFileSync(spec, 'name: packed\ncode: { path: ./echo.tar.gz, entryPoint: index.js }\n');
+    const r = await weft(['algorithm', 'apply', '-f', spec, '--server', server.address]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/algorithm packed applied \(code: 1 files/);
     const jobId = await c.exec({ name: 'p', nodes: [{ nodeName: 'E', algorithmName: 'packed', input: ['packed!'] }] });
     expect((await c.wait(jobId)).state).toBe(JobState.JOB_STATE_COMPLETED);
     expect(await c.values(jobId)).toEqual(['packed!']);

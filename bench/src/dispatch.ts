@@ -54,6 +54,7 @@ class Harness {
       name: EMPTY[env].name,
       env,
       codePath: join(ALGORITHMS_DIR, EMPTY[env].name),
+      codeStage: '',
       entryPoint: EMPTY[env].entryPoint,
       image: '',
       cpu: 0.1,

@@ -15,8 +15,13 @@
  */
 export { locate, type LocatedFunction, type ClosureModule } from './locate.js';
 export { planStage, stage, uploadStage, type StageOptions, type StagePlan, type StageResult } from './stage.js';
-export { HashCache, defaultCacheDir, type HashCacheEntry, type FileStamp } from './hash-cache.js';
+// The stage format, stores and layout live in @weft/stage (shared with the control plane and the
+// workers, neither of which should load the TypeScript compiler); re-exported here unchanged.
 export {
+  HashCache,
+  defaultCacheDir,
+  type HashCacheEntry,
+  type FileStamp,
   canonicalJson,
   isStagePath,
   sha256,
@@ -24,15 +29,22 @@ export {
   validateManifest,
   type StageFile,
   type StageManifest,
-} from './manifest.js';
-export { MemoryStageStore, FsStageStore, type StageStore, type StageReader, type BlobData } from './store.js';
-export {
+  MemoryStageStore,
+  FsStageStore,
+  type StageStore,
+  type StageReader,
+  type BlobData,
   materialize,
   loadStaged,
   type MaterializedStage,
   type MaterializeOptions,
   type StagedFunction,
-} from './materialize.js';
+  assertSerializable,
+  encodeValue,
+  decodeValue,
+  ClosuresStageStore,
+  BLOB_CHUNK_BYTES,
+} from '@weft/stage';
 export {
   RunEnvironment,
   Volume,
@@ -45,7 +57,6 @@ export {
   type VolumeSpec,
   type RunEnvironmentSpec,
 } from './environment.js';
-export { assertSerializable, encodeValue, decodeValue } from './serializable.js';
 export {
   Submitter,
   RemoteError,
@@ -57,6 +68,5 @@ export {
   type PipelineLeafResult,
   type RunPipelineOptions,
 } from './submitter.js';
-export { ClosuresStageStore, BLOB_CHUNK_BYTES } from './grpc-store.js';
 // Refusals by the server are WeftErrors carrying a gRPC status code and the offending field.
 export { WeftError, Status } from '@weft/common';

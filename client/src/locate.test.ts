@@ -3,8 +3,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
+import { decodeValue } from '@weft/stage';
 import { locate } from './locate.js';
-import { decodeValue } from './serializable.js';
 
 const FIXTURES = fileURLToPath(new URL('../test-fixtures/', import.meta.url));
 const SRC = join(FIXTURES, 'proj/src');

@@ -5,7 +5,7 @@ import { Session } from 'node:inspector';
 import { basename, dirname, extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Status, WeftError } from '@weft/common';
-import { assertSerializable, describeValue, encodeValue } from './serializable.js';
+import { assertSerializable, describeValue, encodeValue } from '@weft/stage';
 import { analyzeFunctionSource, findImportBindings, findLocalExports, type ImportBinding } from './source.js';
 
 /**

@@ -5,12 +5,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { HashCache } from './hash-cache.js';
+import { FsStageStore, HashCache, materialize, sha256, type StageManifest, type StageReader } from '@weft/stage';
 import { locate, type LocatedFunction } from './locate.js';
-import { sha256, type StageManifest } from './manifest.js';
-import { materialize } from './materialize.js';
 import { stage } from './stage.js';
-import { FsStageStore, type StageReader } from './store.js';
 
 const FIXTURES = fileURLToPath(new URL('../test-fixtures/', import.meta.url));
 const SRC = join(FIXTURES, 'proj/src');

@@ -2,7 +2,7 @@
  * What the remote side of a closure needs, without the staging side's
  * dependencies (the TypeScript compiler, the inspector): lay a stage out,
  * load its function, and decode and encode values. Import it as
- * `@weft/client/remote`.
+ * `@weft/client/remote`. It is @weft/stage's, re-exported.
  * @packageDocumentation
  */
 export {
@@ -11,7 +11,15 @@ export {
   type MaterializedStage,
   type MaterializeOptions,
   type StagedFunction,
-} from './materialize.js';
-export { FsStageStore, MemoryStageStore, type StageReader, type StageStore, type BlobData } from './store.js';
-export { stageIdOf, validateManifest, type StageFile, type StageManifest } from './manifest.js';
-export { encodeValue, decodeValue } from './serializable.js';
+  FsStageStore,
+  MemoryStageStore,
+  type StageReader,
+  type StageStore,
+  type BlobData,
+  stageIdOf,
+  validateManifest,
+  type StageFile,
+  type StageManifest,
+  encodeValue,
+  decodeValue,
+} from '@weft/stage';

@@ -1,13 +1,8 @@
 import ts from 'typescript';
+import type { ModuleReference } from '@weft/stage';
 
-/** How a module refers to another one. */
-export type ModuleReferenceKind = 'import' | 'export' | 'dynamic' | 'require';
-
-/** A module specifier written as a literal in a module's source. */
-export interface ModuleReference {
-  readonly specifier: string;
-  readonly kind: ModuleReferenceKind;
-}
+// Defined beside the hash cache, which stores them; re-exported for this module's users.
+export type { ModuleReference, ModuleReferenceKind } from '@weft/stage';
 
 /** One local name bound by a static import declaration. */
 export interface ImportBinding {

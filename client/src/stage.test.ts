@@ -6,11 +6,17 @@ import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { HashCache } from './hash-cache.js';
+import {
+  FsStageStore,
+  HashCache,
+  MemoryStageStore,
+  sha256,
+  stageIdOf,
+  type BlobData,
+  type StageStore,
+} from '@weft/stage';
 import { locate, type LocatedFunction } from './locate.js';
-import { sha256, stageIdOf } from './manifest.js';
 import { planStage, stage } from './stage.js';
-import { FsStageStore, MemoryStageStore, type BlobData, type StageStore } from './store.js';
 
 const FIXTURES = fileURLToPath(new URL('../test-fixtures/', import.meta.url));
 const PROJ = join(FIXTURES, 'proj');
@@ -242,6 +248,41 @@ describe('planStage', () => {
       'node_modules/shared/package.json',
       'package.json',
     ]);
+  });
+
+  it("leaves out weft's own packages, which the worker provides, wherever they are imported", async () => {
+    const proj = join(tmp, 'provided');
+    await mkdir(join(proj, 'node_modules/@weft/client'), { recursive: true });
+    await mkdir(join(proj, 'node_modules/helper'), { recursive: true });
+    await writeFile(join(proj, 'package.json'), '{"type":"module"}');
+    await writeFile(join(proj, 'node_modules/@weft/client/package.json'), '{"name":"@weft/client"}');
+    await writeFile(join(proj, 'node_modules/@weft/client/index.js'), 'export const big = 1;');
+    await writeFile(
+      join(proj, 'node_modules/helper/package.json'),
+      '{"name":"helper","dependencies":{"@weft/common":"*"}}',
+    );
+    await writeFile(join(proj, 'node_modules/helper/index.js'), 'export const h = 2;');
+    await writeFile(
+      join(proj, 'main.js'),
+      "import { Submitter } from '@weft/client';\nimport { h } from 'helper';\n" +
+        "export const f = async () => [h, (await import('@weft/stage')).sha256, Submitter];\n",
+    );
+    const paths = async (provided?: readonly string[]): Promise<string[]> =>
+      (
+        await planStage(exported(join(proj, 'main.js'), 'f'), {
+          hashCache: new HashCache({ dir: null }),
+          ...(provided ? { provided } : {}),
+        })
+      ).manifest.files.map((f) => f.path);
+    // @weft/common is not installed here: as a provided package, the helper's dependency on it is not looked for.
+    expect(await paths()).toEqual([
+      'main.js',
+      'node_modules/helper/index.js',
+      'node_modules/helper/package.json',
+      'package.json',
+    ]);
+    // With nothing provided, @weft/client is staged like any package (and the missing @weft/common is an error).
+    await expect(paths([])).rejects.toThrow(/depends on "@weft\/common", which is not installed/);
   });
 
   it('follows # subpath imports, require with implied extensions, and TS entry files', async () => {

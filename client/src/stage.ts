@@ -5,12 +5,27 @@ import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 import { Status, WeftError } from '@weft/common';
-import { HashCache, type HashCacheEntry } from './hash-cache.js';
-import { forEachLimit } from './limit.js';
+import {
+  HashCache,
+  WORKER_PACKAGES,
+  forEachLimit,
+  sha256,
+  stageIdOf,
+  uploadStage,
+  type BlobData,
+  type HashCacheEntry,
+  type ModuleReference,
+  type StageFile,
+  type StageManifest,
+  type StagePlan,
+  type StageResult,
+  type StageStore,
+} from '@weft/stage';
 import { jsName, type LocatedFunction } from './locate.js';
-import { sha256, stageIdOf, type StageFile, type StageManifest } from './manifest.js';
-import { findModuleReferences, type ModuleReference } from './source.js';
-import type { BlobData, StageStore } from './store.js';
+import { findModuleReferences } from './source.js';
+
+// The upload half lives in @weft/stage, shared with the directory stager; re-exported as before.
+export { uploadStage, type StagePlan, type StageResult } from '@weft/stage';
 
 /** Options of {@link planStage} and {@link stage}. */
 export interface StageOptions {
@@ -18,32 +33,12 @@ export interface StageOptions {
   readonly hashCache?: HashCache;
   /** Uploads in flight at once; default 8. */
   readonly concurrency?: number;
-}
-
-/** A stage worked out but not uploaded. */
-export interface StagePlan {
-  readonly manifest: StageManifest;
-  readonly stageId: string;
-  /** Absolute directory that stage paths are relative to (the common ancestor of all files). */
-  readonly root: string;
-  /** Files on disk whose content had to be read because the hash cache did not know them. */
-  readonly hashed: number;
-  /** The content of a file of the stage, by hash. Reads the disk again; fails if the file changed since. */
-  content(hash: string): Promise<BlobData>;
-}
-
-/** The outcome of {@link stage}, small enough to log. */
-export interface StageResult {
-  readonly manifest: StageManifest;
-  readonly stageId: string;
-  /** Distinct contents uploaded because the store did not have them. */
-  readonly newlyUploaded: number;
-  /** Distinct contents the store already had. */
-  readonly cached: number;
-  /** Files on disk read and hashed (the rest came from the hash cache). */
-  readonly hashed: number;
-  /** Bytes uploaded. */
-  readonly uploadedBytes: number;
+  /**
+   * Packages the worker provides, left out of the stage wherever they are
+   * imported; default {@link WORKER_PACKAGES} (weft's own, which the closure
+   * worker makes importable from every stage it lays out).
+   */
+  readonly provided?: readonly string[];
 }
 
 /** Files above this size are uploaded as streams rather than read into memory. */
@@ -110,14 +105,15 @@ function compile(text: string, fileName: string, module: 'esm' | 'cjs'): Buffer 
  *   then its `dependencies`, `optionalDependencies` and `peerDependencies`,
  *   resolved from the package directory (missing optional and peer ones are
  *   skipped). Packages are not parsed.
- * - Node built-ins are skipped.
+ * - Packages the worker provides (`options.provided`, by default weft's own
+ *   packages) and Node built-ins are skipped.
  *
  * Only literal specifiers can be followed: `import(name)` with a computed
  * name, `require.resolve` and files read at run time (`new URL('./x',
  * import.meta.url)`) are not staged unless something else brings them in.
  */
 export async function planStage(located: LocatedFunction, options: StageOptions = {}): Promise<StagePlan> {
-  const planner = new Planner(options.hashCache ?? HashCache.shared());
+  const planner = new Planner(options.hashCache ?? HashCache.shared(), new Set(options.provided ?? WORKER_PACKAGES));
   let entry: string;
   let exportName: string;
   let captured: string | undefined;
@@ -154,36 +150,6 @@ export async function stage(
   options: StageOptions = {},
 ): Promise<StageResult> {
   return uploadStage(await planStage(located, options), store, options);
-}
-
-/**
- * The upload half of {@link stage}: asks the store which of the plan's
- * contents it lacks, uploads those, then stores the manifest. Callers that
- * remember which stages a store already holds can plan, compare stage ids
- * and skip this step altogether.
- */
-export async function uploadStage(
-  plan: StagePlan,
-  store: StageStore,
-  options: Pick<StageOptions, 'concurrency'> = {},
-): Promise<StageResult> {
-  const hashes = [...new Set(plan.manifest.files.map((f) => f.hash))];
-  const missing = await store.missing(hashes);
-  const sizes = new Map(plan.manifest.files.map((f) => [f.hash, f.size]));
-  let uploadedBytes = 0;
-  await forEachLimit(missing, options.concurrency ?? 8, async (hash) => {
-    await store.put(hash, await plan.content(hash));
-    uploadedBytes += sizes.get(hash) ?? 0;
-  });
-  await store.putManifest(plan.stageId, plan.manifest);
-  return {
-    manifest: plan.manifest,
-    stageId: plan.stageId,
-    newlyUploaded: missing.length,
-    cached: hashes.length - missing.length,
-    hashed: plan.hashed,
-    uploadedBytes,
-  };
 }
 
 /** Normalised mode bits, as git keeps them: executable or not. */
@@ -254,7 +220,10 @@ class Planner {
   private readonly packageJsons = new Map<string, PackageJson>();
   hashed = 0;
 
-  constructor(private readonly cache: HashCache) {}
+  constructor(
+    private readonly cache: HashCache,
+    private readonly provided: ReadonlySet<string>,
+  ) {}
 
   addGenerated(target: string, content: Buffer): void {
     this.items.set(target, {
@@ -398,6 +367,7 @@ class Planner {
       return;
     }
     const name = packageName(spec);
+    if (this.provided.has(name)) return;
     const dir = this.findPackage(name, fromDir);
     if (dir === undefined) {
       throw stagingError(
@@ -484,6 +454,7 @@ class Planner {
         for (const name of Object.keys(value)) deps.push([name, optional]);
     }
     for (const [name, optional] of deps) {
+      if (this.provided.has(name)) continue;
       const found = this.findPackage(name, dir);
       if (found !== undefined) await this.addPackage(found);
       else if (!optional) {

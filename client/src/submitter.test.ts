@@ -39,12 +39,16 @@ import {
   type TaskFailure,
 } from '@weft/proto';
 import { afterEach, beforeEach, describe, expect, expectTypeOf, it } from 'vitest';
+import {
+  BLOB_CHUNK_BYTES,
+  ClosuresStageStore,
+  FsStageStore,
+  HashCache,
+  decodeValue,
+  sha256,
+  validateManifest,
+} from '@weft/stage';
 import { RunEnvironment, TransientVolume, type RunEnvironmentSpec } from './environment.js';
-import { BLOB_CHUNK_BYTES, ClosuresStageStore } from './grpc-store.js';
-import { HashCache } from './hash-cache.js';
-import { validateManifest, sha256 } from './manifest.js';
-import { decodeValue } from './serializable.js';
-import { FsStageStore } from './store.js';
 import { JobError, RemoteError, Submitter, type SubmitterOptions } from './submitter.js';
 // The fixture module is loaded by Node itself (see vitest.config.mjs); its types come from here.
 import * as fns from '../test-fixtures/proj/src/remote-fns.js';

@@ -26,11 +26,9 @@ import {
   type SubmitClosureRequest,
   type TaskFailure,
 } from '@weft/proto';
+import { ClosuresStageStore, HashCache, assertSerializable, decodeValue, encodeValue } from '@weft/stage';
 import { RunEnvironment } from './environment.js';
-import { ClosuresStageStore } from './grpc-store.js';
-import { HashCache } from './hash-cache.js';
 import { locate, type LocatedFunction } from './locate.js';
-import { assertSerializable, decodeValue, encodeValue } from './serializable.js';
 import { planStage, uploadStage, type StagePlan } from './stage.js';
 
 /**

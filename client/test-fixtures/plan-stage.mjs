@@ -5,7 +5,7 @@
 //   node --import ./register-ts.mjs plan-stage.mjs <file> <exportName> <cacheDir>
 //
 // Prints {"stageId": …, "hashed": …} as JSON on stdout.
-import { HashCache } from '../src/hash-cache.ts';
+import { HashCache } from '@weft/stage';
 import { planStage } from '../src/stage.ts';
 
 const [file, exportName, cacheDir] = process.argv.slice(2);

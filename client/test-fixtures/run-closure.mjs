@@ -8,9 +8,8 @@
 //
 // IPC (serialization: 'advanced'): receives { args: Uint8Array }, sends
 // { ok: Uint8Array } (the encoded result) or { error: { type, message, stack } }.
-import { FsStageStore } from '../src/store.ts';
-import { loadStaged, materialize } from '../src/materialize.ts';
-import { decodeValue, encodeValue } from '../src/serializable.ts';
+import { FsStageStore, loadStaged, materialize } from '@weft/stage';
+import { decodeValue, encodeValue } from '@weft/stage';
 
 const [storeDir, stageId, cacheDir] = process.argv.slice(2);
 

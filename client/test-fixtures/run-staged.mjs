@@ -6,8 +6,7 @@
 //   node --import ./register-ts.mjs run-staged.mjs <storeDir> <stageId> <cacheDir> <args as JSON>
 //
 // Prints {"result": …, "entry": …} as JSON on stdout.
-import { FsStageStore } from '../src/store.ts';
-import { loadStaged, materialize } from '../src/materialize.ts';
+import { FsStageStore, loadStaged, materialize } from '@weft/stage';
 
 const [storeDir, stageId, cacheDir, argsJson] = process.argv.slice(2);
 const store = new FsStageStore(storeDir);

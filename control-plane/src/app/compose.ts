@@ -194,7 +194,7 @@ export async function compose(
   const { store, scheduleStore, blobs, executor } = adapters;
   const commandDef = commandAlgorithm(config.commandWorkers);
   const metrics = new Metrics();
-  const algorithms = new AlgorithmRegistry(store, join(dataDir, 'code'));
+  const algorithms = new AlgorithmRegistry(store, blobs);
   await algorithms.load();
   let workerAddress = '';
   // Created after the dispatcher, which asks it for its pools' definitions.

@@ -146,7 +146,7 @@ export async function startControlPlane(config: ControlPlaneConfig): Promise<Con
       parts.metricsServer = m.server;
       metricsPort = m.port;
     }
-    await registerAlgorithmDirs(config.registerDirs, c.algorithms, log);
+    await registerAlgorithmDirs(config.registerDirs, c.algorithms, parts.adapters.blobs, log);
     for (const rec of await parts.adapters.store.listAlgorithms()) {
       if ((c.algorithms.get(rec.name)?.minHotWorkers ?? 0) > 0) c.dispatcher.ensureHot(rec.name);
     }

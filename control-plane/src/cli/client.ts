@@ -2,6 +2,7 @@ import { credentials, type ChannelOptions, type ServiceError } from '@grpc/grpc-
 import {
   AlgorithmStoreClient,
   BackfillsClient,
+  ClosuresClient,
   ConcurrencyLimitsClient,
   InstancesClient,
   JobsClient,
@@ -77,6 +78,13 @@ export class Clients {
 
   private secretsClient: SecretsClient | undefined;
   private volumesClient: VolumesClient | undefined;
+  private closuresClient: ClosuresClient | undefined;
+
+  /** The Closures service, whose content-addressed upload calls stage algorithm code too. */
+  get closures(): ClosuresClient {
+    this.closuresClient ??= new ClosuresClient(this.address, credentials.createInsecure(), CHANNEL_OPTIONS);
+    return this.closuresClient;
+  }
 
   /** The Secrets service. */
   get secrets(): SecretsClient {
@@ -94,6 +102,7 @@ export class Clients {
   close(): void {
     this.secretsClient?.close();
     this.volumesClient?.close();
+    this.closuresClient?.close();
     this.algorithmsClient?.close();
     this.pipelinesClient?.close();
     this.jobsClient?.close();

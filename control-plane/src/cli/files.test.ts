@@ -63,7 +63,7 @@ describe('loadAlgorithmSpecs', () => {
     const { specs, many, warnings } = await loadAlgorithmSpecs(path);
     expect(many).toBe(true);
     expect(specs.map((s) => s.name)).toEqual(['sum', 'image-only']);
-    expect(specs[0]?.code).toEqual({ path: join(dir, 'sum'), entryPoint: 'index.js' });
+    expect(specs[0]?.code).toEqual({ path: join(dir, 'sum'), entryPoint: 'index.js', stage: '' });
     expect(specs[0]?.minHotWorkers).toBe(1);
     expect(specs[0]?.algorithmEnv).toEqual({ A: '1' });
     expect(specs[1]?.code?.path).toBe('/abs/path');

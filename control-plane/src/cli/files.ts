@@ -90,7 +90,7 @@ const KNOWN = {
     'mem',
     'gpu',
   ],
-  code: ['path', 'entryPoint', 'entry_point'],
+  code: ['path', 'entryPoint', 'entry_point', 'stage'],
   resources: ['cpu', 'mem', 'gpu'],
   pipeline: [
     'name',
@@ -160,8 +160,8 @@ export interface AlgorithmFile {
 
 /**
  * Reads algorithm specs. A relative `code.path` is made absolute against the
- * file's directory: the server resolves paths against its own working
- * directory, which is not where the user keeps the file.
+ * file's directory, which is where the user keeps the code (`weft algorithm
+ * apply` then uploads it; see `stageAlgorithmCode`).
  */
 export async function loadAlgorithmSpecs(file: string): Promise<AlgorithmFile> {
   const { values, many } = await loadDocuments(file);

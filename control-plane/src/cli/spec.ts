@@ -392,7 +392,9 @@ export const TREE: readonly (GroupSpec | CommandSpec)[] = [
         summary: 'Create or replace algorithms from a file',
         details:
           'FILE holds one algorithm spec in HKube form, or a list or multi-document\n' +
-          'stream of them. A relative code.path is resolved against the directory of FILE.',
+          'stream of them. A relative code.path is resolved against the directory of FILE.\n' +
+          'The code at code.path (a directory, or a .tar.gz unpacked first) is uploaded to the\n' +
+          "control plane's blob store, only the files it lacks, so the server need not see this disk.",
         args: [],
         flags: [['file', 'YAML or JSON file of algorithm specs']],
         required: ['file'],

@@ -1,11 +1,9 @@
-import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
-import { isAbsolute, join } from 'node:path';
-import { extract } from 'tar';
-import { invalid } from '@weft/common';
+import { isAbsolute } from 'node:path';
+import { failedPrecondition, invalid, type BlobStore } from '@weft/common';
+import { BlobStageStore } from '@weft/stage';
 import { AlgorithmSpec } from '@weft/proto';
-import type { AlgorithmDef } from '../executor/port.js';
-import type { StateStore } from '../store/port.js';
+import type { AlgorithmDef } from '../ports/executor.js';
+import type { StateStore } from '../ports/state-store.js';
 
 const NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const QUANTITY = /^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|K|M|G|T|k)?$/;
@@ -61,19 +59,33 @@ export function normalizeAlgorithm(spec: AlgorithmSpec): AlgorithmDef {
   if (spec.maxWorkers > 0 && spec.minHotWorkers > spec.maxWorkers) {
     throw invalid('minHotWorkers', `(${spec.minHotWorkers}) exceeds maxWorkers (${spec.maxWorkers})`);
   }
-  const codePath = spec.code?.path ?? '';
-  if (!codePath && !spec.algorithmImage) throw invalid('code.path', 'is required (or algorithmImage for the cluster)');
+  const codeStage = spec.code?.stage ?? '';
+  if (codeStage && !/^[0-9a-f]{64}$/.test(codeStage)) {
+    throw invalid(
+      'code.stage',
+      `"${codeStage}" is not a stage id (weft algorithm apply uploads code.path and sets it)`,
+    );
+  }
+  // With a stage, the path is only where the code was uploaded from, on the applying machine.
+  const codePath = codeStage ? '' : (spec.code?.path ?? '');
+  if (!codeStage && !codePath && !spec.algorithmImage) {
+    throw invalid('code.path', 'is required (or algorithmImage for the cluster)');
+  }
   if (codePath && !isAbsolute(codePath)) {
     throw invalid('code.path', `"${codePath}" must be absolute (the CLI resolves paths relative to the spec file)`);
   }
-  if (codePath && !existsSync(codePath)) throw invalid('code.path', `"${codePath}" does not exist`);
-  if (codePath && !codePath.endsWith('.tar.gz') && !codePath.endsWith('.tgz') && !statSync(codePath).isDirectory()) {
-    throw invalid('code.path', `"${codePath}" must be a directory or a .tar.gz`);
+  if (/\.(tar\.gz|tgz)$/.test(codePath)) {
+    throw invalid(
+      'code.path',
+      `"${codePath}" is an archive: apply it with \`weft algorithm apply\`, which unpacks and uploads it ` +
+        "(without code.stage, code.path is a directory on the worker's machine)",
+    );
   }
   return {
     name: spec.name,
     env,
     codePath,
+    codeStage,
     entryPoint: spec.code?.entryPoint || (env === 'python' ? 'main.py' : 'index.js'),
     image: spec.algorithmImage,
     cpu,
@@ -87,25 +99,31 @@ export function normalizeAlgorithm(spec: AlgorithmSpec): AlgorithmDef {
 
 /**
  * The registered algorithms, kept in memory for the dispatcher (which needs
- * them synchronously) and persisted in the state store.
+ * them synchronously) and persisted in the state store. Code comes either
+ * from a stage in the blob store (`code.stage`, which `weft algorithm apply`
+ * uploads) or from a directory on the worker's machine; neither is read
+ * here, so a control plane need not share a disk with the code.
  */
 export class AlgorithmRegistry {
   private readonly defs = new Map<string, AlgorithmDef>();
+  private readonly stages: BlobStageStore;
 
   constructor(
     private readonly store: StateStore,
-    /** Where .tar.gz code is unpacked. */
-    private readonly codeDir: string,
-  ) {}
+    /** Where algorithm code is staged: an applied `code.stage` must be there. */
+    blobs: BlobStore,
+  ) {
+    this.stages = new BlobStageStore(blobs);
+  }
 
   async load(): Promise<void> {
     for (const rec of await this.store.listAlgorithms()) {
       // Stored in the message's JSON form, which omits default values.
       const spec = AlgorithmSpec.fromJSON(rec.spec);
       try {
-        this.defs.set(rec.name, await this.materialize(normalizeAlgorithm(spec)));
+        this.defs.set(rec.name, normalizeAlgorithm(spec));
       } catch {
-        // Its code may have moved since it was applied; exec reports that clearly.
+        // Applied under older rules (an archive path, say); applying it again reports why.
       }
     }
   }
@@ -119,7 +137,12 @@ export class AlgorithmRegistry {
   }
 
   async apply(spec: AlgorithmSpec): Promise<AlgorithmDef> {
-    const def = await this.materialize(normalizeAlgorithm(spec));
+    const def = normalizeAlgorithm(spec);
+    if (def.codeStage && !(await this.stages.hasManifest(def.codeStage))) {
+      throw failedPrecondition(
+        `code.stage: stage ${def.codeStage} has not been uploaded (PutManifest after its files, as weft algorithm apply does)`,
+      );
+    }
     await this.store.putAlgorithm(spec.name, AlgorithmSpec.toJSON(spec) as Record<string, unknown>);
     this.defs.set(spec.name, def);
     return def;
@@ -128,28 +151,5 @@ export class AlgorithmRegistry {
   async delete(name: string): Promise<boolean> {
     this.defs.delete(name);
     return this.store.deleteAlgorithm(name);
-  }
-
-  /** Unpacks .tar.gz code into a directory named by its content hash. */
-  private async materialize(def: AlgorithmDef): Promise<AlgorithmDef> {
-    if (!def.codePath || !/\.(tar\.gz|tgz)$/.test(def.codePath)) return def;
-    const hash = createHash('sha256')
-      .update(def.codePath)
-      .update(String(statSync(def.codePath).mtimeMs))
-      .digest('hex');
-    const dir = join(this.codeDir, def.name, hash.slice(0, 16));
-    if (!existsSync(join(dir, '.complete'))) {
-      mkdirSync(dir, { recursive: true });
-      try {
-        await extract({ file: def.codePath, cwd: dir });
-      } catch (err) {
-        throw invalid(
-          'code.path',
-          `cannot unpack "${def.codePath}": ${err instanceof Error ? err.message : String(err)}`,
-        );
-      }
-      writeFileSync(join(dir, '.complete'), '');
-    }
-    return { ...def, codePath: dir };
   }
 }

@@ -27,7 +27,7 @@ import {
 import { dirname, isAbsolute, join, normalize, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { FsStageStore, validateManifest, stageIdOf } from '@weft/client/remote';
+import { BlobStageStore, validateManifest, stageIdOf } from '@weft/stage';
 import {
   Status,
   WeftError,
@@ -41,7 +41,7 @@ import {
 } from '@weft/common';
 import type { ClosureEvent, Payload, TaskFailure } from '@weft/proto';
 import type { Dispatcher, Outcome, WorkUnit } from '../dispatch/dispatcher.js';
-import type { AlgorithmDef } from '../executor/port.js';
+import type { AlgorithmDef } from '../ports/executor.js';
 import { parseMemory } from './algorithms.js';
 
 /** Prefix of the per-shape closure pools' algorithm names. */
@@ -172,7 +172,10 @@ function safeName(s: string): string {
 }
 
 export class ClosureEngine {
-  readonly stages: FsStageStore;
+  /** Stages, in the blob store beside payloads, so that workers on any machine can lay them out. */
+  readonly stages: BlobStageStore;
+  /** Stage ids known to be stored: a Submit of one of them needs no lookup in the store. */
+  private readonly knownStages = new Set<string>();
   private readonly sessions = new Map<string, Session>();
   private readonly runs = new Map<string, Run>();
   /** Submission ids cancelled before their Submit arrived, with when to forget them. */
@@ -198,7 +201,7 @@ export class ClosureEngine {
     },
   ) {
     const dataDir = deps.config.dataDir;
-    this.stages = new FsStageStore(join(dataDir, 'stages'));
+    this.stages = new BlobStageStore(deps.blobs);
     this.volumeDir = join(dataDir, 'volumes');
     this.secretDir = join(dataDir, 'secrets');
     mkdirSync(this.volumeDir, { recursive: true });
@@ -271,6 +274,7 @@ export class ClosureEngine {
     } catch (err) {
       throw failedPrecondition(`stage ${stageId}: ${(err as Error).message}`);
     }
+    this.knownStages.add(stageId);
   }
 
   // -------------------------------------------------------------------------
@@ -581,6 +585,7 @@ export class ClosureEngine {
         name,
         env: 'nodejs',
         codePath: this.workerDir,
+        codeStage: '',
         entryPoint: 'closure.js',
         image: '',
         cpu,
@@ -603,7 +608,7 @@ export class ClosureEngine {
    * started. Events go to sink until the run ends or detach is called.
    * Everything that can be refused is refused here, before anything runs.
    */
-  submit(
+  async submit(
     req: {
       submissionId: string;
       stageId: string;
@@ -615,15 +620,20 @@ export class ClosureEngine {
       name: string;
     },
     sink: Sink,
-  ): { detach: () => void } {
+  ): Promise<{ detach: () => void }> {
     if (!/^[-_A-Za-z0-9]{8,128}$/.test(req.submissionId))
       throw invalid('submission_id', 'must be 8-128 letters, digits, "-" or "_" (a UUID)');
-    const existing = this.runs.get(req.submissionId);
-    if (existing) return this.attach(existing, sink);
-    if (this.cancelledEarly.has(req.submissionId)) return this.attach(this.cancelledRun(req.submissionId), sink);
+    const earlier = this.earlierRun(req.submissionId, sink);
+    if (earlier) return earlier;
     if (!/^[0-9a-f]{64}$/.test(req.stageId)) throw invalid('stage_id', `"${req.stageId}" is not a stage id`);
-    if (!existsSync(join(this.stages.dir, 'stages', `${req.stageId}.json`))) {
-      throw failedPrecondition(`stage ${req.stageId} has not been uploaded (PutManifest)`);
+    if (!this.knownStages.has(req.stageId)) {
+      if (!(await this.stages.hasManifest(req.stageId))) {
+        throw failedPrecondition(`stage ${req.stageId} has not been uploaded (PutManifest)`);
+      }
+      this.knownStages.add(req.stageId);
+      // A Submit with the same id may have started the run while the store answered.
+      const meanwhile = this.earlierRun(req.submissionId, sink);
+      if (meanwhile) return meanwhile;
     }
     if (req.sessionId) {
       const s = this.sessions.get(req.sessionId);
@@ -663,7 +673,7 @@ export class ClosureEngine {
       nodeName: req.name || 'closure',
       pipelineName: 'closures',
       batchIndex: -1,
-      input: encode([{ stageId: req.stageId, args: req.args, stageDir: this.stages.dir }]),
+      input: encode([{ stageId: req.stageId, args: req.args }]),
       inputKeys: [],
       outputKey: `closures/${executionId}`,
       savePaths: [],
@@ -702,6 +712,14 @@ export class ClosureEngine {
       },
     });
     return { detach: () => run.sinks.delete(sink) };
+  }
+
+  /** Attaches to the run an earlier Submit with this id started (or cancelled), if any. */
+  private earlierRun(submissionId: string, sink: Sink): { detach: () => void } | undefined {
+    const existing = this.runs.get(submissionId);
+    if (existing) return this.attach(existing, sink);
+    if (this.cancelledEarly.has(submissionId)) return this.attach(this.cancelledRun(submissionId), sink);
+    return undefined;
   }
 
   private attach(run: Run, sink: Sink): { detach: () => void } {

@@ -43,17 +43,17 @@ export interface AlgorithmDef {
   name: string;
   env: 'nodejs' | 'python';
   /**
-   * Where the code is on the worker's machine or image: a directory (a
-   * .tar.gz is unpacked beforehand); '' when the code comes from codeStage or
-   * the image alone.
+   * Where the code is on the worker's machine or image (built-ins, code
+   * baked into an image); '' when the code comes from codeStage or the
+   * image alone.
    */
   codePath: string;
   /**
-   * Stage id of the algorithm's code in the blob store, '' when none
-   * (builtins and image-only algorithms). Optional until every producer of an
-   * AlgorithmDef sets it; read it as `def.codeStage ?? ''`.
+   * Stage id of the algorithm's code in the blob store, which the worker
+   * lays out before it starts the algorithm; '' when none (built-ins and
+   * image-only algorithms).
    */
-  codeStage?: string;
+  codeStage: string;
   entryPoint: string;
   /** Container image (algorithmImage); '' when none. */
   image: string;

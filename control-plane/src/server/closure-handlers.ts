@@ -51,30 +51,31 @@ export function closures(e: ClosureEngine, log: Logger): ClosuresServer {
     }),
     submit: (call: ServerWritableStream<SubmitClosureRequest, ClosureEvent>) => {
       const req = call.request;
-      try {
-        const handle = e.submit(
-          {
-            submissionId: req.submissionId,
-            stageId: req.stageId,
-            args: Buffer.from(req.args),
-            environment: req.environment ?? {},
-            timeoutMs: req.timeoutMs,
-            sessionId: req.sessionId,
-            streamLogs: req.streamLogs,
-            name: req.name,
-          },
-          (ev) => {
-            if (call.cancelled) return;
-            call.write(ev);
-            if (ev.event?.$case === 'result' || ev.event?.$case === 'failure') call.end();
-          },
-        );
-        // The client went away (or its connection did): the run goes on, and
-        // a Submit with the same id attaches to it again.
-        call.on('cancelled', () => handle.detach());
-      } catch (err) {
-        fail(call, err);
-      }
+      e.submit(
+        {
+          submissionId: req.submissionId,
+          stageId: req.stageId,
+          args: Buffer.from(req.args),
+          environment: req.environment ?? {},
+          timeoutMs: req.timeoutMs,
+          sessionId: req.sessionId,
+          streamLogs: req.streamLogs,
+          name: req.name,
+        },
+        (ev) => {
+          if (call.cancelled) return;
+          call.write(ev);
+          if (ev.event?.$case === 'result' || ev.event?.$case === 'failure') call.end();
+        },
+      ).then(
+        (handle) => {
+          // The client went away (or its connection did): the run goes on, and
+          // a Submit with the same id attaches to it again.
+          if (call.cancelled) handle.detach();
+          else call.on('cancelled', () => handle.detach());
+        },
+        (err: unknown) => fail(call, err),
+      );
     },
     cancel: unary(log, 'Closures.Cancel', (req) =>
       Promise.resolve({ cancelled: e.cancel(req.submissionId, req.reason) }),

@@ -104,7 +104,7 @@ export class LocalExecutor implements Executor {
             WEFT_ALGORITHM_NAME: alg.name,
             WEFT_ALGORITHM_ENV: alg.env,
             WEFT_ALGORITHM_PATH: alg.codePath,
-            WEFT_ALGORITHM_STAGE: alg.codeStage ?? '',
+            WEFT_ALGORITHM_STAGE: alg.codeStage,
             WEFT_ALGORITHM_ENTRY: alg.entryPoint,
             WEFT_ALGORITHM_ENV_JSON: JSON.stringify(alg.env_vars),
           },

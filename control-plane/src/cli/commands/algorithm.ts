@@ -12,14 +12,30 @@ export async function algorithmApply(ctx: Context): Promise<number> {
   const { specs, many, warnings } = await loadAlgorithmSpecs(required(ctx.flags.file, 'file'));
   for (const w of warnings) warn(ctx, w);
   const applied: Algorithm[] = [];
-  for (const spec of specs) {
+  // Loaded here, not at start: the other commands need neither the stager nor tar.
+  const [{ ClosuresStageStore }, { stageAlgorithmCode }] = await Promise.all([
+    import('@weft/stage'),
+    import('../code.js'),
+  ]);
+  const store = new ClosuresStageStore(ctx.clients.closures);
+  for (const local of specs) {
+    const what = `algorithm "${local.name}"`;
+    let spec = local;
+    let note = '';
     try {
+      // Local code goes to the server's blob store first, so the server need not see this machine's disk.
+      const code = await stageAlgorithmCode(local, store, what);
+      spec = code.spec;
+      if (code.staged) {
+        const s = code.staged;
+        note = ` (code: ${s.files} files, ${s.newlyUploaded} uploaded, ${s.uploadedBytes} bytes)`;
+      }
       applied.push(await unary<Algorithm>((cb) => ctx.clients.algorithms.apply({ spec }, cb)));
     } catch (err) {
-      throw rejectedAs(`algorithm "${spec.name}"`, err);
+      throw rejectedAs(what, err);
     }
     // Report as we go in text mode, so a failure halfway shows what was applied.
-    if (ctx.output === 'text') printLines(ctx, [`algorithm ${spec.name} applied`]);
+    if (ctx.output === 'text') printLines(ctx, [`algorithm ${spec.name} applied${note}`]);
   }
   if (ctx.output === 'json') {
     const docs = applied.map((a) => Algorithm.toJSON(a));
@@ -57,7 +73,10 @@ export async function algorithmList(ctx: Context): Promise<number> {
     String(spec?.minHotWorkers ?? 0),
     spec?.maxWorkers ? String(spec.maxWorkers) : '-',
     formatTime(modified),
-    spec?.code?.path || spec?.algorithmImage || '-',
+    spec?.code?.path ||
+      (spec?.code?.stage ? `stage ${spec.code.stage.slice(0, 12)}` : '') ||
+      spec?.algorithmImage ||
+      '-',
   ]);
   printLines(ctx, formatTable([['NAME', 'ENV', 'HOT', 'MAX', 'MODIFIED', 'CODE'], ...rows]));
   return 0;

@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { credentials, type ClientDuplexStream } from '@grpc/grpc-js';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { BlobRef, decode, encode, openBlobStore, type BlobStore, type Logger } from '@weft/common';
+import { BlobStageStore, materialize, packageDirs, provideRoot } from '@weft/stage';
 import {
   JobState,
   PipelineDescriptor,
@@ -32,7 +33,10 @@ export interface SidecarOptions {
   algorithmName: string;
   /** 'nodejs' or 'python'. */
   algorithmEnv: string;
+  /** Directory of the code on this machine; replaced by the laid-out stage when algorithmStage is set. */
   algorithmPath: string;
+  /** Stage id of the algorithm's code in the blob store, laid out before the algorithm starts; '' for none. */
+  algorithmStage?: string;
   entryPoint: string;
   /** Extra environment for the algorithm process. */
   algorithmVars: Record<string, string>;
@@ -41,8 +45,9 @@ export interface SidecarOptions {
   /** Port of the local socket; 0 picks a free one. */
   socketPort: number;
   /**
-   * Where payloads of a remote store are staged (WEFT_CACHE_DIR); default
-   * `<tmp>/weft-cache`. This worker uses `<cacheDir>/blobs/<worker>`.
+   * The worker's local cache (WEFT_CACHE_DIR); default `<tmp>/weft-cache`.
+   * Code is laid out under `code/`, a remote store's payloads are staged
+   * under `blobs/<worker>`.
    */
   cacheDir?: string;
   /** Most bytes of downloaded inputs kept between tasks (WEFT_CACHE_BYTES). @default 1 GiB */
@@ -111,13 +116,25 @@ export class Sidecar {
         url: `${url}?protocol=1`,
         hint: `WEFT_SOCKET_URL=${url}`,
       });
-    } else {
-      this.spawnAlgorithm(url);
     }
+    // Otherwise the algorithm starts once Welcome has named the store: its code may have to come from there.
   }
 
-  private spawnAlgorithm(url: string): void {
-    const o = this.opts;
+  /**
+   * Lays the algorithm's code out from the blob store, once per machine, in
+   * `<cache>/code/.../<stageId>`, where weft's own packages are importable
+   * as they are from a checkout (the wrapper's code API, for one).
+   */
+  private async layOutCode(store: BlobStore, stageId: string): Promise<string> {
+    const stages = new BlobStageStore(store);
+    const manifest = await stages.getManifest(stageId);
+    const provided = packageDirs(['@weft/wrapper'], (s) => import.meta.resolve(s));
+    const root = await provideRoot(join(this.cacheRoot(), 'code'), provided);
+    return (await materialize(manifest, stages, root)).dir;
+  }
+
+  private spawnAlgorithm(url: string, codePath: string, storageUrl: string): void {
+    const o = { ...this.opts, algorithmPath: codePath };
     let cmd: string;
     let args: string[];
     const extraEnv: Record<string, string> = {};
@@ -156,6 +173,8 @@ export class Sidecar {
         ...o.algorithmVars,
         ...extraEnv,
         WEFT_SOCKET_URL: url,
+        // Built-in workers read stages from the store too (weft-closure).
+        WEFT_STORAGE_URL: storageUrl,
         WEFT_ALGORITHM_PATH: o.algorithmPath,
         WEFT_ALGORITHM_ENTRY: o.entryPoint,
       },
@@ -254,21 +273,43 @@ export class Sidecar {
     }
   }
 
+  private cacheRoot(): string {
+    return this.opts.cacheDir || join(tmpdir(), 'weft-cache');
+  }
+
   private async welcome(w: Welcome): Promise<void> {
     this.inlineThreshold = w.inlineThreshold;
     const every = Math.max(100, w.heartbeatIntervalMs);
     // Heartbeats first: opening the store may take a while (S3), and the worker is alive meanwhile.
     this.heartbeat = setInterval(() => this.emit({ event: { $case: 'heartbeat', value: {} } }), every);
+    let store: BlobStore;
     try {
-      this.store = await openBlobStore(w.storage, { setting: 'Welcome.storage' });
-      const root = this.opts.cacheDir || join(tmpdir(), 'weft-cache');
-      this.stager = await createStager(this.store, {
-        cacheDir: join(root, 'blobs', this.opts.workerId || `pid-${process.pid}`),
+      store = await openBlobStore(w.storage, { setting: 'Welcome.storage' });
+      this.store = store;
+      this.stager = await createStager(store, {
+        cacheDir: join(this.cacheRoot(), 'blobs', this.opts.workerId || `pid-${process.pid}`),
         maxCacheBytes: this.opts.maxCacheBytes ?? 1024 * 1024 * 1024,
       });
     } catch (err) {
       this.fail(`cannot open the blob storage "${w.storage}": ${err instanceof Error ? err.message : String(err)}`);
       return;
+    }
+    if (!this.opts.attach && !this.ending) {
+      let codePath = this.opts.algorithmPath;
+      const stageId = this.opts.algorithmStage ?? '';
+      if (stageId) {
+        try {
+          codePath = await this.layOutCode(store, stageId);
+        } catch (err) {
+          const why = err instanceof Error ? err.message : String(err);
+          this.fail(`algorithm "${this.opts.algorithmName}": cannot lay out its code (stage ${stageId}): ${why}`);
+          return;
+        }
+      }
+      const url = await this.socketUrl();
+      // The worker may have been told to exit while its code was being laid out.
+      if (this.ending) return;
+      this.spawnAlgorithm(url, codePath, w.storage);
     }
     this.welcomed = true;
     this.maybeReady();

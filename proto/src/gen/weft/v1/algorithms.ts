@@ -29,10 +29,20 @@ export interface Resources {
 }
 
 export interface AlgorithmCode {
-  /** Embedded default: a local directory or a .tar.gz holding the code. */
+  /**
+   * A local directory or .tar.gz that `weft algorithm apply` uploads (see stage),
+   * or without stage, a directory on the worker's machine.
+   */
   path: string;
   /** File inside path that exports start/init/stop. Default: index.js (nodejs) or main.py (python). */
   entryPoint: string;
+  /**
+   * Stage id of the code in the blob store (the sha256 of its manifest), set by
+   * `weft algorithm apply`, which uploads the local path content-addressed. When
+   * set, workers lay the code out from the store and path is only where it came
+   * from; when empty, path is a directory on the worker's machine (or image).
+   */
+  stage: string;
 }
 
 export interface AlgorithmSpec {
@@ -192,7 +202,7 @@ export const Resources: MessageFns<Resources> = {
 };
 
 function createBaseAlgorithmCode(): AlgorithmCode {
-  return { path: "", entryPoint: "" };
+  return { path: "", entryPoint: "", stage: "" };
 }
 
 export const AlgorithmCode: MessageFns<AlgorithmCode> = {
@@ -202,6 +212,9 @@ export const AlgorithmCode: MessageFns<AlgorithmCode> = {
     }
     if (message.entryPoint !== "") {
       writer.uint32(18).string(message.entryPoint);
+    }
+    if (message.stage !== "") {
+      writer.uint32(26).string(message.stage);
     }
     return writer;
   },
@@ -235,6 +248,14 @@ export const AlgorithmCode: MessageFns<AlgorithmCode> = {
             message.entryPoint = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.stage = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -255,6 +276,7 @@ export const AlgorithmCode: MessageFns<AlgorithmCode> = {
         : isSet(object.entry_point)
         ? globalThis.String(object.entry_point)
         : "",
+      stage: isSet(object.stage) ? globalThis.String(object.stage) : "",
     };
   },
 
@@ -266,6 +288,9 @@ export const AlgorithmCode: MessageFns<AlgorithmCode> = {
     if (message.entryPoint !== "") {
       obj.entryPoint = message.entryPoint;
     }
+    if (message.stage !== "") {
+      obj.stage = message.stage;
+    }
     return obj;
   },
 
@@ -276,6 +301,7 @@ export const AlgorithmCode: MessageFns<AlgorithmCode> = {
     const message = createBaseAlgorithmCode();
     message.path = object.path ?? "";
     message.entryPoint = object.entryPoint ?? "";
+    message.stage = object.stage ?? "";
     return message;
   },
 };

@@ -3,7 +3,15 @@ import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { writeFileAtomic } from '@weft/common';
-import type { ModuleReference } from './source.js';
+
+/** How a module refers to another: `import`, `export … from`, `import()` or `require()`. */
+export type ModuleReferenceKind = 'import' | 'export' | 'dynamic' | 'require';
+
+/** A module specifier written as a literal in a module's source. */
+export interface ModuleReference {
+  readonly specifier: string;
+  readonly kind: ModuleReferenceKind;
+}
 
 /** What staging learned about a file, valid while its size and mtime stay the same. */
 export interface HashCacheEntry {
