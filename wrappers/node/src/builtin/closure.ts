@@ -7,6 +7,9 @@
  *
  * weft's own packages are not staged with closures: this worker provides its
  * own copies, importable from every stage it lays out (see `provideRoot`).
+ * @weft/client is an optional peer of this package (it carries the
+ * TypeScript compiler, which no algorithm or server should have to install):
+ * where it is installed beside the worker, closures can submit closures.
  * @packageDocumentation
  */
 import { tmpdir } from 'node:os';
