@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { clockContract } from '../ports/contracts/clock.contract.js';
 import { ManualClock } from './manual-clock.js';
 
 describe('ManualClock', () => {
@@ -29,4 +30,15 @@ describe('ManualClock', () => {
     clock.advance(100);
     expect(ticks).toHaveLength(4);
   });
+});
+
+clockContract('manual', () => {
+  const clock = new ManualClock(5000);
+  return {
+    clock,
+    advance: (ms) => {
+      clock.advance(ms);
+      return Promise.resolve();
+    },
+  };
 });
