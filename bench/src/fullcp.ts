@@ -154,31 +154,49 @@ export interface HandoffResult {
   load: LoadReport;
 }
 
+/**
+ * The 64 MiB hand-off pipeline on a control plane: bigproducer → bigconsumer,
+ * each stamping its moment. The returned function runs it once and checks
+ * what the consumer got.
+ */
+export async function handoffPipeline(
+  b: Bench,
+): Promise<
+  (run: number) => Promise<{ jobId: string; handoffMs: number; jobMs: number; producedAt: number; consumedAt: number }>
+> {
+  const SIZE = 64 * MiB;
+  const tsDir = join(b.dir, 'stamps');
+  mkdirSync(tsDir, { recursive: true });
+  const env = { BENCH_TS_DIR: tsDir };
+  await b.apply({ name: 'bigproducer', code: 'bigproducer', minHotWorkers: 1, maxWorkers: 1, mem: '512Mi', env });
+  await b.apply({ name: 'bigconsumer', code: 'bigconsumer', minHotWorkers: 1, maxWorkers: 1, mem: '512Mi', env });
+  const nodes = [
+    { nodeName: 'P', algorithmName: 'bigproducer', input: ['@flowInput.run'] },
+    { nodeName: 'C', algorithmName: 'bigconsumer', input: ['@P'] },
+  ];
+  const stamp = (who: string, jobId: string): number => Number(readFileSync(join(tsDir, `${who}-${jobId}`), 'utf8'));
+  return async (run) => {
+    const r = await b.run('handoff', nodes, { run });
+    const v = await b.values(r.jobId);
+    if (v[0] !== SIZE) throw new Error(`consumer returned ${JSON.stringify(v)}, expected ${SIZE}`);
+    const producedAt = stamp('producer', r.jobId);
+    const consumedAt = stamp('consumer', r.jobId);
+    return { jobId: r.jobId, handoffMs: consumedAt - producedAt, jobMs: r.ms, producedAt, consumedAt };
+  };
+}
+
 /** 64 MiB from a producer node to a consumer node via the filesystem blob store, against plain copies. */
 export async function handoff(runs: number): Promise<HandoffResult> {
   const SIZE = 64 * MiB;
   const b = await Bench.start('handoff');
   try {
-    const tsDir = join(b.dir, 'stamps');
-    mkdirSync(tsDir, { recursive: true });
-    const env = { BENCH_TS_DIR: tsDir };
-    await b.apply({ name: 'bigproducer', code: 'bigproducer', minHotWorkers: 1, maxWorkers: 1, mem: '512Mi', env });
-    await b.apply({ name: 'bigconsumer', code: 'bigconsumer', minHotWorkers: 1, maxWorkers: 1, mem: '512Mi', env });
-    const nodes = [
-      { nodeName: 'P', algorithmName: 'bigproducer', input: ['@flowInput.run'] },
-      { nodeName: 'C', algorithmName: 'bigconsumer', input: ['@P'] },
-    ];
-    const stamp = (who: string, jobId: string): number => Number(readFileSync(join(tsDir, `${who}-${jobId}`), 'utf8'));
-    const once = async (run: number): Promise<{ handoff: number; job: number; write: number; rest: number }> => {
-      const r = await b.run('handoff', nodes, { run });
-      const v = await b.values(r.jobId);
-      if (v[0] !== SIZE) throw new Error(`consumer returned ${JSON.stringify(v)}, expected ${SIZE}`);
-      const p = stamp('producer', r.jobId);
-      const c = stamp('consumer', r.jobId);
+    const run = await handoffPipeline(b);
+    const once = async (i: number): Promise<{ handoff: number; job: number; write: number; rest: number }> => {
+      const r = await run(i);
       // The engine's blob key of node 0's result (an internal layout: skipped when it changes).
       const blob = join(b.dir, 'blobs', 'jobs', r.jobId, '0', '0');
       const renamed = existsSync(blob) ? statSync(blob).ctimeMs : NaN;
-      return { handoff: c - p, job: r.ms, write: renamed - p, rest: c - renamed };
+      return { handoff: r.handoffMs, job: r.jobMs, write: renamed - r.producedAt, rest: r.consumedAt - renamed };
     };
     await once(-1); // warm: both workers up, the producer's buffer built
     const load = new LoadMonitor();

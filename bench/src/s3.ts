@@ -5,11 +5,12 @@
  * in the same run.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { Bench } from './cp.js';
+import { handoffPipeline } from './fullcp.js';
 import { median } from './stats.js';
 import { LoadMonitor, MiB, ROOT, type LoadReport } from './util.js';
 
@@ -61,22 +62,8 @@ export async function handoffS3(runs: number): Promise<S3HandoffResult> {
   const url = `s3://weft/bench?endpoint=${encodeURIComponent(s3.endpoint)}&path_style=true`;
   const b = await Bench.start('handoff-s3', { blobs: url });
   try {
-    const tsDir = join(b.dir, 'stamps');
-    mkdirSync(tsDir, { recursive: true });
-    const env = { BENCH_TS_DIR: tsDir };
-    await b.apply({ name: 'bigproducer', code: 'bigproducer', minHotWorkers: 1, maxWorkers: 1, mem: '512Mi', env });
-    await b.apply({ name: 'bigconsumer', code: 'bigconsumer', minHotWorkers: 1, maxWorkers: 1, mem: '512Mi', env });
-    const nodes = [
-      { nodeName: 'P', algorithmName: 'bigproducer', input: ['@flowInput.run'] },
-      { nodeName: 'C', algorithmName: 'bigconsumer', input: ['@P'] },
-    ];
-    const stamp = (who: string, jobId: string): number => Number(readFileSync(join(tsDir, `${who}-${jobId}`), 'utf8'));
-    const once = async (run: number): Promise<number> => {
-      const r = await b.run('handoff', nodes, { run });
-      const v = await b.values(r.jobId);
-      if (v[0] !== SIZE) throw new Error(`consumer returned ${JSON.stringify(v)}, expected ${SIZE}`);
-      return stamp('consumer', r.jobId) - stamp('producer', r.jobId);
-    };
+    const run = await handoffPipeline(b);
+    const once = async (i: number): Promise<number> => (await run(i)).handoffMs;
 
     // The same bytes the producer returns, msgpack-framed as bin32 (5 bytes more): what the hand-off moves.
     const data = Buffer.allocUnsafe(SIZE + 5);
