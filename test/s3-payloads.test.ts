@@ -4,14 +4,13 @@
  * mid-job, and a SIGKILL of the control plane while results go to S3.
  */
 import { existsSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openBlobStore, type BlobStore } from '@weft/common';
 import { JobState } from '@weft/proto';
 import { CLI, FIXTURES, cleanup, clients, startServer, tempDir, until, type ServerProc } from './helpers.js';
-import { S3_ENV, startS3, type S3Server } from './s3.js';
+import { S3_ENV, closedPort, startS3, type S3Server } from './s3.js';
 import { spawn } from 'node:child_process';
 
 let s3: S3Server;
@@ -47,14 +46,6 @@ function startOnce(env: Record<string, string>): Promise<{ code: number | null; 
       resolve({ code, stderr });
     });
   });
-}
-
-async function closedPort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
 }
 
 describe('bad S3 settings are refused at start with one line naming the setting', () => {

@@ -3,13 +3,12 @@
  * process): the blob store contract, multipart uploads, and the start-up
  * check's one-line refusals.
  */
-import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { S3Client } from '@aws-sdk/client-s3';
 import { S3BlobStore, parseS3Url } from '../common/src/blob/s3.js';
 import { blobStoreContract } from '../common/src/blob/blob-store.contract.js';
 import { openBlobStore } from '@weft/common';
-import { startS3, type S3Server } from './s3.js';
+import { closedPort, startS3, type S3Server } from './s3.js';
 
 let s3: S3Server;
 beforeAll(async () => {
@@ -26,15 +25,6 @@ function store(url = `${s3.url('contract')}&part_size_mib=5&multipart_threshold_
 }
 
 blobStoreContract('s3 (s3rver)', () => store());
-
-/** A loopback port nothing listens on. */
-async function closedPort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
-}
 
 function withCredentials(id: string, secret: string): S3BlobStore {
   const settings = parseS3Url(new URL(s3.url('creds')));

@@ -13,6 +13,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -130,4 +131,13 @@ export async function serverBlobs(dataDir: string): Promise<BlobStore> {
   if (!testingOnS3()) return openBlobStore(`fs:${join(dataDir, 'blobs')}`);
   Object.assign(process.env, S3_ENV);
   return openBlobStore((await s3ServerEnv(dataDir))['WEFT_BLOBS']!);
+}
+
+/** A loopback port nothing listens on: an endpoint that refuses every connection. */
+export async function closedPort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+  const port = (srv.address() as { port: number }).port;
+  await new Promise<void>((r) => srv.close(() => r()));
+  return port;
 }
