@@ -17,7 +17,7 @@ export interface ControlPlaneConfig {
   port: number;
   /** @default "127.0.0.1" */
   host: string;
-  /** SQLite file, blobs, logs and unpacked code live here. @default ".weft" */
+  /** The SQLite file, the blobs (on the default fs store, code stages among them) and logs live here. @default ".weft" */
   dataDir: string;
   /**
    * Blob store URL (WEFT_BLOBS): `fs:DIR` or `s3://bucket/prefix?endpoint=…&region=…&path_style=true`.

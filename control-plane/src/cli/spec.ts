@@ -371,7 +371,7 @@ export const TREE: readonly (GroupSpec | CommandSpec)[] = [
     flags: [
       ['port', 'gRPC port; 0 picks a free one (env WEFT_PORT, default 50051)'],
       ['host', 'Address to listen on (env WEFT_HOST, default 127.0.0.1)'],
-      ['data-dir', 'Database, blobs, logs and unpacked code (env WEFT_DATA_DIR, default .weft)'],
+      ['data-dir', 'Database, blobs (code stages among them) and logs (env WEFT_DATA_DIR, default .weft)'],
       ['metrics-port', 'Port of /metrics; -1 turns it off (env WEFT_METRICS_PORT, default 9464)'],
       ['register', 'Apply DIR/*/algorithms.yaml at start, e.g. examples (env WEFT_REGISTER)'],
       [
